@@ -1,0 +1,129 @@
+"""The `labgap` command line."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labgap.datasets import BuiltinDataset, load_dataset
+from labgap.errors import LabgapInputError
+from labgap.features import EmbeddingView, build_view
+from labgap.methods import resolve_method
+from labgap.taskspec import BUILTIN_TASKS, resolve_task, split_indices
+
+app = typer.Typer(help="Lab-to-production replication studies of weak-to-strong supervision.")
+data_app = typer.Typer(help="Fetch and verify the offline datasets.")
+app.add_typer(data_app, name="data")
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="DuckDB file (default data/labgap.duckdb)")
+]
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@app.command("tasks")
+def list_tasks() -> None:
+    """List the built-in tasks with their sizes."""
+    table = Table("task", "dataset", "rows", "classes", "weak-train", "w2s-train", "dev", "test")
+    for task in BUILTIN_TASKS.values():
+        dataset = load_dataset(task.dataset)
+        splits = split_indices(task, len(dataset), seed=0)
+        table.add_row(
+            task.name,
+            dataset.name,
+            str(len(dataset)),
+            str(dataset.n_classes),
+            *(str(len(splits[name])) for name in ("weak_train", "w2s_train", "dev", "test")),
+        )
+    console.print(table)
+
+
+@data_app.command("pull")
+def pull() -> None:
+    """Fetch, verify and embed every dataset the built-in tasks use."""
+    for task in BUILTIN_TASKS.values():
+        dataset = load_dataset(task.dataset)
+        if isinstance(task.strong_view, EmbeddingView):
+            build_view(task.strong_view, dataset, fit_rows=[])
+    for name in ("rotten-tomatoes", "bbc-news", "digits", "breast-cancer"):
+        dataset = load_dataset(BuiltinDataset(name=name))
+        console.print(f"{name}: {len(dataset)} rows, sha256 {dataset.sha256} verified")
+
+
+@app.command("experiment")
+def experiment(
+    task: Annotated[
+        str, typer.Option(help="built-in task name or a TaskSpec .yaml/.json")
+    ] = "rt-lab",
+    method: Annotated[
+        list[str] | None,
+        typer.Option(help="preset name or MethodSpec JSON; repeat; first = baseline"),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="number of seeds")] = 5,
+    first_seed: Annotated[
+        int, typer.Option(min=0, help="seeds are first_seed, first_seed+1, ...")
+    ] = 0,
+    study_id: Annotated[str, typer.Option(help="rows are recorded under this study id")] = "adhoc",
+    db: DbOption = None,
+) -> None:
+    """Compare methods on one task with paired seeds; record every trial."""
+    from labgap.experiment import method_label, run_comparison, summarise
+    from labgap.store import Store
+    from labgap.w2s import W2SEngine
+
+    try:
+        spec = resolve_task(task)
+        methods = [resolve_method(m) for m in (method or ["vanilla", "logconf"])]
+    except (LabgapInputError, ValueError) as error:
+        fail(str(error))
+    if len({m.method_hash for m in methods}) < len(methods):
+        fail("the same method was given twice; give each method once")
+    seed_list = list(range(first_seed, first_seed + seeds))
+    with Store(db) as store:
+
+        def report(result, reused):
+            label = method_label(resolve_method(result.method_json))
+            source = "recorded" if reused else f"{result.wall_seconds:.1f}s"
+            pgr = "undefined" if result.pgr_test is None else f"{result.pgr_test:+.3f}"
+            console.print(f"  seed {result.seed} {label:<12} PGR(test) {pgr}  ({source})")
+
+        console.print(f"{spec.name}: {len(methods)} method(s) × {len(seed_list)} seed(s)")
+        results = run_comparison(W2SEngine(), store, study_id, spec, methods, seed_list, report)
+        summary = summarise(results, methods)
+        path = store.path
+    table = Table(
+        "method",
+        "seeds",
+        "weak acc",
+        "ceiling acc",
+        "PGR dev",
+        "PGR test",
+        "Δ PGR vs first [95% CI]",
+    )
+    for row in summary.iter_rows(named=True):
+        diff = "—"
+        if row["diff_ci_low"] is not None:
+            diff = f"{row['diff_vs_first']:+.3f} [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}]"
+        table.add_row(
+            row["method"],
+            str(row["seeds"]),
+            f"{row['weak_acc']:.3f} ± {row['weak_sd'] or 0:.3f}",
+            f"{row['ceiling_acc']:.3f} ± {row['ceiling_sd'] or 0:.3f}",
+            f"{row['pgr_dev']:.3f}",
+            f"{row['pgr_test']:.3f} ± {row['pgr_sd'] or 0:.3f}",
+            diff,
+        )
+    console.print(table)
+    console.print(f"trials recorded in {path} (study id {study_id!r})")
+
+
+if __name__ == "__main__":
+    app()

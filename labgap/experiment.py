@@ -1,0 +1,93 @@
+"""Method comparisons on one task: run (or resume) task × method × seed trials and summarise them.
+
+Trials already recorded for the same study, task, method and seed are read back instead of being
+recomputed, so an interrupted comparison resumes and a repeated one adds no rows.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from labgap.methods import MethodSpec, preset_name
+from labgap.store import Store, to_frame
+from labgap.taskspec import TaskSpec
+from labgap.w2s import TrialResult, W2SEngine, code_version
+
+
+def recorded_trials(
+    store: Store, study_id: str, task: TaskSpec
+) -> dict[tuple[str, int], TrialResult]:
+    rows = store.query(
+        "SELECT * FROM trials WHERE study_id = ? AND task_hash = ?", [study_id, task.task_hash]
+    )
+    return {
+        (row["method_hash"], row["seed"]): TrialResult.model_validate(row)
+        for row in rows.iter_rows(named=True)
+    }
+
+
+def run_comparison(
+    engine: W2SEngine,
+    store: Store,
+    study_id: str,
+    task: TaskSpec,
+    methods: list[MethodSpec],
+    seeds: list[int],
+    on_trial: Callable[[TrialResult, bool], None] | None = None,
+) -> list[TrialResult]:
+    """Every (method, seed) trial, seed-major so each seed's teacher and ceiling are reused."""
+    done = recorded_trials(store, study_id, task)
+    version = code_version()
+    results: list[TrialResult] = []
+    for seed in seeds:
+        for method in methods:
+            key = (method.method_hash, seed)
+            reused = key in done
+            result = done[key] if reused else engine.run(task, method, seed)
+            if not reused:
+                store.insert("trials", to_frame([result], study_id=study_id, code_version=version))
+            results.append(result)
+            if on_trial:
+                on_trial(result, reused)
+    return results
+
+
+def method_label(method: MethodSpec) -> str:
+    return preset_name(method) or method.method_hash
+
+
+def summarise(results: list[TrialResult], methods: list[MethodSpec]) -> pl.DataFrame:
+    """Per method: mean ± sd of weak, ceiling, PGR; paired PGR difference from the first, 95% CI."""
+    frame = pl.DataFrame([r.model_dump() for r in results])
+    baseline = methods[0].method_hash
+    base_pgr = frame.filter(pl.col("method_hash") == baseline).select("seed", "pgr_test")
+    rows = []
+    for method in methods:
+        own = frame.filter(pl.col("method_hash") == method.method_hash).sort("seed")
+        paired = own.select("seed", "pgr_test").join(base_pgr, on="seed", suffix="_base")
+        paired = paired.drop_nulls()
+        diff = (paired["pgr_test"] - paired["pgr_test_base"]).to_numpy()
+        low = high = None
+        if method.method_hash != baseline and len(diff) >= 2 and np.std(diff) > 0:
+            test = stats.ttest_1samp(diff, 0.0)
+            interval = test.confidence_interval(0.95)
+            low, high = float(interval.low), float(interval.high)
+        rows.append(
+            {
+                "method": method_label(method),
+                "seeds": own.height,
+                "weak_acc": own["weak_acc_test"].mean(),
+                "weak_sd": own["weak_acc_test"].std(),
+                "ceiling_acc": own["ceiling_acc_test"].mean(),
+                "ceiling_sd": own["ceiling_acc_test"].std(),
+                "pgr_dev": own["pgr_dev"].mean(),
+                "pgr_test": own["pgr_test"].mean(),
+                "pgr_sd": own["pgr_test"].std(),
+                "diff_vs_first": float(diff.mean()) if len(diff) else None,
+                "diff_ci_low": low,
+                "diff_ci_high": high,
+            }
+        )
+    return pl.DataFrame(rows)

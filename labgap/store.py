@@ -1,0 +1,135 @@
+"""The DuckDB store: one writer, transactions, natural keys, idempotent writes.
+
+Every table has a primary key made of natural identifiers (study, task, method hash, seed, ...),
+and every write is `INSERT OR IGNORE ... BY NAME` inside a transaction, so writing the same result
+twice (a retried task, a re-run study) leaves exactly one row, and a failed batch leaves none.
+"""
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from pydantic import BaseModel
+
+from labgap.paths import default_db_path
+
+TABLES: dict[str, str] = {
+    "tasks": """
+        study_id VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        task_hash VARCHAR NOT NULL,
+        spec_json VARCHAR NOT NULL,
+        dataset VARCHAR NOT NULL,
+        dataset_sha256 VARCHAR NOT NULL,
+        n_rows INTEGER NOT NULL,
+        n_classes INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, task)
+    """,
+    "trials": """
+        study_id VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        task_hash VARCHAR NOT NULL,
+        method_hash VARCHAR NOT NULL,
+        method_json VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        weak_acc_dev DOUBLE NOT NULL,
+        weak_acc_test DOUBLE NOT NULL,
+        ceiling_acc_dev DOUBLE NOT NULL,
+        ceiling_acc_test DOUBLE NOT NULL,
+        student_acc_dev DOUBLE NOT NULL,
+        student_acc_test DOUBLE NOT NULL,
+        pgr_dev DOUBLE,
+        pgr_test DOUBLE,
+        wall_seconds DOUBLE NOT NULL,
+        teacher_cached BOOLEAN NOT NULL,
+        dataset_sha256 VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, task_hash, method_hash, seed)
+    """,
+}
+
+VIEWS: dict[str, str] = {}
+
+
+def to_frame(rows: Iterable[BaseModel] | pl.DataFrame, **constant_columns) -> pl.DataFrame:
+    frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame([r.model_dump() for r in rows])
+    if constant_columns and frame.height:
+        frame = frame.with_columns(pl.lit(v).alias(k) for k, v in constant_columns.items())
+    return frame
+
+
+class Store:
+    """The single writer of one DuckDB file. Open it in the process that owns the flow."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else default_db_path()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.connection = duckdb.connect(str(self.path))
+        except duckdb.IOException as error:
+            raise RuntimeError(
+                f"cannot open {self.path}: {error}. Another process may be writing to it; "
+                "labgap keeps one writer per database file."
+            ) from error
+        self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        with self.transaction() as cursor:
+            for table, columns in TABLES.items():
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            for view, query in VIEWS.items():
+                cursor.execute(f"CREATE OR REPLACE VIEW {view} AS {query}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        else:
+            cursor.execute("COMMIT")
+        finally:
+            cursor.close()
+
+    def insert(self, table: str, frame: pl.DataFrame, cursor=None) -> int:
+        """Insert rows not yet present (by primary key); returns how many were new."""
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}")
+        if frame.height == 0:
+            return 0
+        if cursor is None:
+            with self.transaction() as own_cursor:
+                return self.insert(table, frame, own_cursor)
+        before = cursor.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        cursor.register("incoming_rows", frame.to_arrow())
+        cursor.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM incoming_rows")
+        cursor.unregister("incoming_rows")
+        return cursor.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] - before
+
+    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        cursor = self.connection.cursor()
+        try:
+            return cursor.sql(sql, params=params or None).pl()
+        finally:
+            cursor.close()
+
+    def count(self, table: str) -> int:
+        return self.query(f"SELECT count(*) AS n FROM {table}")["n"][0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

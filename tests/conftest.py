@@ -1,0 +1,42 @@
+"""Shared fixtures. Downloads and embeddings are cached in the project's data/ folder (as `make`
+sets LABGAP_DATA_DIR); each test writes its database to its own temporary folder."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LABGAP_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from labgap.datasets import BuiltinDataset  # noqa: E402
+from labgap.features import NumericView, PixelSummaryView  # noqa: E402
+from labgap.taskspec import SplitSizes, TaskSpec, TrainingRecipe  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_binary_task() -> TaskSpec:
+    """Breast cancer: LR on two columns -> small MLP on all 30. Trains in well under a second."""
+    return TaskSpec(
+        name="tiny-binary",
+        dataset=BuiltinDataset(name="breast-cancer"),
+        weak_view=NumericView(columns=[0, 1]),
+        strong_view=NumericView(),
+        recipe=TrainingRecipe(hidden=64, epochs=10, batch_size=32),
+        splits=SplitSizes(weak_train=150, w2s_train=250),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_multiclass_task() -> TaskSpec:
+    """Digits: LR on 4x4-block pixel means -> MLP on all pixels, on a 600-row subset."""
+    return TaskSpec(
+        name="tiny-multiclass",
+        dataset=BuiltinDataset(name="digits"),
+        subset=600,
+        weak_view=PixelSummaryView(block=4),
+        strong_view=NumericView(),
+        recipe=TrainingRecipe(hidden=64, epochs=10),
+        splits=SplitSizes(weak_train=150, w2s_train=250),
+    )
