@@ -16,6 +16,22 @@ from pydantic import BaseModel
 from labgap.paths import default_db_path
 
 TABLES: dict[str, str] = {
+    "studies": """
+        study_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        profile VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        agent_backend VARCHAR NOT NULL,
+        config_json VARCHAR NOT NULL,
+        config_hash VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        dataset_sha256s VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        overall_verdict VARCHAR,
+        error VARCHAR,
+        started_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        finished_at TIMESTAMPTZ
+    """,
     "tasks": """
         study_id VARCHAR NOT NULL,
         task VARCHAR NOT NULL,
@@ -29,8 +45,20 @@ TABLES: dict[str, str] = {
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, task)
     """,
+    "agents": """
+        study_id VARCHAR NOT NULL,
+        agent_id INTEGER NOT NULL,
+        direction VARCHAR NOT NULL,
+        direction_json VARCHAR NOT NULL,
+        backend VARCHAR NOT NULL,
+        sampler_seed BIGINT NOT NULL,
+        scoring_budget INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, agent_id)
+    """,
     "trials": """
         study_id VARCHAR NOT NULL,
+        phase VARCHAR NOT NULL DEFAULT 'adhoc',
         task VARCHAR NOT NULL,
         task_hash VARCHAR NOT NULL,
         method_hash VARCHAR NOT NULL,
@@ -42,6 +70,7 @@ TABLES: dict[str, str] = {
         ceiling_acc_test DOUBLE NOT NULL,
         student_acc_dev DOUBLE NOT NULL,
         student_acc_test DOUBLE NOT NULL,
+        student_top_class_share DOUBLE NOT NULL,
         pgr_dev DOUBLE,
         pgr_test DOUBLE,
         wall_seconds DOUBLE NOT NULL,
@@ -50,6 +79,86 @@ TABLES: dict[str, str] = {
         code_version VARCHAR NOT NULL,
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, task_hash, method_hash, seed)
+    """,
+    "scoring_calls": """
+        study_id VARCHAR NOT NULL,
+        agent_id INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        method_hash VARCHAR NOT NULL,
+        method_json VARCHAR NOT NULL,
+        seeds VARCHAR NOT NULL,
+        dev_pgr DOUBLE,
+        budget_left INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, agent_id, round, method_hash)
+    """,
+    "forum_posts": """
+        study_id VARCHAR NOT NULL,
+        round INTEGER NOT NULL,
+        agent_id INTEGER NOT NULL,
+        method_hash VARCHAR NOT NULL,
+        method_json VARCHAR NOT NULL,
+        dev_pgr DOUBLE,
+        n_seeds INTEGER NOT NULL,
+        rationale VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, round, agent_id)
+    """,
+    "transfer_trials": """
+        study_id VARCHAR NOT NULL,
+        target VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        task_hash VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        baseline_method_hash VARCHAR NOT NULL,
+        winner_method_hash VARCHAR NOT NULL,
+        weak_acc DOUBLE NOT NULL,
+        ceiling_acc DOUBLE NOT NULL,
+        baseline_acc DOUBLE NOT NULL,
+        winner_acc DOUBLE NOT NULL,
+        baseline_pgr DOUBLE,
+        winner_pgr DOUBLE,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, target, seed)
+    """,
+    "gap_results": """
+        study_id VARCHAR NOT NULL,
+        target VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        n INTEGER,
+        delta DOUBLE,
+        ci95_low DOUBLE,
+        ci95_high DOUBLE,
+        ci_adj_low DOUBLE,
+        ci_adj_high DOUBLE,
+        p_value DOUBLE,
+        p_holm DOUBLE,
+        rho DOUBLE,
+        rho_ci_low DOUBLE,
+        rho_ci_high DOUBLE,
+        rho_ci_kind VARCHAR,
+        margin_upper DOUBLE,
+        naive_estimate DOUBLE,
+        verdict VARCHAR,
+        seeds_needed INTEGER,
+        flags VARCHAR NOT NULL,
+        reasons VARCHAR NOT NULL,
+        detail_json VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, target)
+    """,
+    "quality_checks": """
+        study_id VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        expectation VARCHAR NOT NULL,
+        column_name VARCHAR,
+        critical BOOLEAN NOT NULL,
+        success BOOLEAN NOT NULL,
+        element_count BIGINT,
+        unexpected_count BIGINT,
+        detail VARCHAR NOT NULL,
+        checked_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, stage, expectation)
     """,
 }
 

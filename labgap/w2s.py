@@ -50,6 +50,7 @@ class TrialResult(BaseModel):
     ceiling_acc_test: float
     student_acc_dev: float
     student_acc_test: float
+    student_top_class_share: float
     pgr_dev: float | None
     pgr_test: float | None
     wall_seconds: float
@@ -86,6 +87,11 @@ def effective_recipe(recipe: TrainingRecipe, method: MethodSpec | None) -> Train
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float((probs.argmax(axis=1) == labels).mean())
+
+
+def top_class_share(probs: np.ndarray) -> float:
+    """Share of predictions in the most predicted class: near 1 means a collapsed student."""
+    return float(np.bincount(probs.argmax(axis=1)).max() / len(probs))
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -377,7 +383,9 @@ class W2SEngine:
             self.training_counts["student"] += 1
             teacher = student.predict_proba(w2s_features)
         dev_acc = self._score(student, data, "dev")
-        test_acc = self._score(student, data, "test")
+        test_rows = data.splits["test"]
+        test_probs = student.predict_proba(data.strong_features[test_rows])
+        test_acc = accuracy(test_probs, data.dataset.labels[test_rows])
         return TrialResult(
             task=task.name,
             task_hash=task.task_hash,
@@ -390,6 +398,7 @@ class W2SEngine:
             ceiling_acc_test=reference.ceiling_acc_test,
             student_acc_dev=dev_acc,
             student_acc_test=test_acc,
+            student_top_class_share=top_class_share(test_probs),
             pgr_dev=pgr(reference.weak_acc_dev, reference.ceiling_acc_dev, dev_acc),
             pgr_test=pgr(reference.weak_acc_test, reference.ceiling_acc_test, test_acc),
             wall_seconds=time.perf_counter() - started,
