@@ -26,7 +26,7 @@ data: install
 	$(BIN)/labgap data pull
 
 run: data
-	$(BIN)/labgap experiment --task rt-lab --method vanilla --method logconf --seeds 5
+	$(BIN)/labgap run --profile default
 
 test: install
 	$(BIN)/python -m pytest -q

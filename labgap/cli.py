@@ -125,5 +125,70 @@ def experiment(
     console.print(f"trials recorded in {path} (study id {study_id!r})")
 
 
+@app.command("run")
+def run(
+    profile: Annotated[str, typer.Option(help="quick | default | full")] = "default",
+    config: Annotated[Path | None, typer.Option(help="StudyConfig YAML/JSON file")] = None,
+    study_id: Annotated[str | None, typer.Option(help="resume or name this study id")] = None,
+    seed: Annotated[int | None, typer.Option(help="study seed")] = None,
+    agents: Annotated[str | None, typer.Option(help="agent backend: embedded | claude")] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel experiment processes")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run (or resume) a replication study and print its verdict."""
+    from labgap.study import load_study_config
+
+    try:
+        study = load_study_config(
+            config,
+            profile=profile if config is None or profile != "default" else None,
+            study_id=study_id,
+            seed=seed,
+            agent_backend=agents,
+            workers=workers,
+        )
+    except LabgapInputError as error:
+        fail(str(error))
+    from flows.study import replication_study
+
+    summary = replication_study(config=study, db_path=str(db) if db else None)
+    print_summary(summary)
+
+
+def print_summary(summary) -> None:
+    def number(value, digits=3):
+        return "—" if value is None else f"{value:+.{digits}f}"
+
+    console.print(f"\n[bold]study {summary.study_id}[/bold] ({summary.status})")
+    console.print(f"lab baseline (vanilla) dev PGR: {number(summary.baseline_dev_pgr)}")
+    console.print(
+        f"winner ({summary.winner_family}): naive dev PGR {number(summary.winner_dev_pgr)}, "
+        f"fresh-seed test PGR {number(summary.winner_fresh_test_pgr)} "
+        f"(vanilla {number(summary.baseline_fresh_test_pgr)})"
+    )
+    console.print(
+        f"lab effect on fresh seeds: {number(summary.lab_effect)} "
+        f"[95% CI {number(summary.lab_ci95_low)}, {number(summary.lab_ci95_high)}]; "
+        f"naive (selected, upward-biased): {number(summary.naive_lab_effect)}"
+    )
+    table = Table("target", "role", "seeds", "effect [95% CI]", "transfer ratio", "verdict")
+    for target in summary.targets:
+        table.add_row(
+            target.target,
+            target.role or "",
+            str(target.n),
+            f"{number(target.effect)} [{number(target.ci95_low)}, {number(target.ci95_high)}]",
+            number(target.rho, 2),
+            target.verdict or "",
+        )
+    console.print(table)
+    console.print(f"[bold]overall verdict: {summary.overall_verdict}[/bold]")
+    for reason in summary.overall_reasons:
+        console.print(f"  {reason}")
+    if summary.hacking_flags:
+        console.print(f"reward-hacking flags on the winner: {', '.join(summary.hacking_flags)}")
+    console.print(f"database: {summary.database}")
+
+
 if __name__ == "__main__":
     app()

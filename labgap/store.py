@@ -29,6 +29,7 @@ TABLES: dict[str, str] = {
         status VARCHAR NOT NULL,
         overall_verdict VARCHAR,
         error VARCHAR,
+        hacking_flags VARCHAR,
         started_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         finished_at TIMESTAMPTZ
     """,
@@ -53,6 +54,8 @@ TABLES: dict[str, str] = {
         backend VARCHAR NOT NULL,
         sampler_seed BIGINT NOT NULL,
         scoring_budget INTEGER NOT NULL,
+        stop_reason VARCHAR,
+        stopped_round INTEGER,
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, agent_id)
     """,
@@ -86,6 +89,7 @@ TABLES: dict[str, str] = {
         round INTEGER NOT NULL,
         method_hash VARCHAR NOT NULL,
         method_json VARCHAR NOT NULL,
+        family VARCHAR NOT NULL,
         seeds VARCHAR NOT NULL,
         dev_pgr DOUBLE,
         budget_left INTEGER NOT NULL,
@@ -150,6 +154,7 @@ TABLES: dict[str, str] = {
     "quality_checks": """
         study_id VARCHAR NOT NULL,
         stage VARCHAR NOT NULL,
+        batch VARCHAR NOT NULL,
         expectation VARCHAR NOT NULL,
         column_name VARCHAR,
         critical BOOLEAN NOT NULL,
@@ -158,11 +163,55 @@ TABLES: dict[str, str] = {
         unexpected_count BIGINT,
         detail VARCHAR NOT NULL,
         checked_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
-        PRIMARY KEY (study_id, stage, expectation)
+        PRIMARY KEY (study_id, stage, batch, expectation)
     """,
 }
 
-VIEWS: dict[str, str] = {}
+VIEWS: dict[str, str] = {
+    "leaderboard": """
+        WITH lab AS (
+            SELECT study_id, task_hash FROM tasks WHERE role = 'lab'
+        ),
+        scored AS (
+            SELECT study_id, method_hash, any_value(family) AS family,
+                   string_agg(DISTINCT CAST(agent_id AS VARCHAR), ',') AS proposed_by,
+                   min(round) AS first_round
+            FROM scoring_calls GROUP BY study_id, method_hash
+        ),
+        measured AS (
+            SELECT t.study_id, t.method_hash, any_value(t.method_json) AS method_json,
+                   count(t.pgr_dev) AS n_seeds, avg(t.pgr_dev) AS mean_dev_pgr,
+                   stddev_samp(t.pgr_dev) / sqrt(count(t.pgr_dev)) AS se_dev_pgr
+            FROM trials t JOIN lab USING (study_id, task_hash)
+            WHERE t.phase = 'search' AND t.pgr_dev IS NOT NULL
+            GROUP BY t.study_id, t.method_hash
+        ),
+        ranked AS (
+            SELECT m.*, c.family, c.proposed_by, c.first_round,
+                   m.n_seeds >= CAST(json_extract(s.config_json, '$.quick_seeds') AS INTEGER)
+                       AS min_seeds_met
+            FROM measured m
+            JOIN scored c USING (study_id, method_hash)
+            JOIN studies s USING (study_id)
+        )
+        SELECT study_id,
+               CAST(row_number() OVER (
+                   PARTITION BY study_id
+                   ORDER BY min_seeds_met DESC, mean_dev_pgr DESC, method_hash
+               ) AS BIGINT) AS rank,
+               method_hash, method_json, family, n_seeds, mean_dev_pgr, se_dev_pgr,
+               proposed_by, first_round, min_seeds_met
+        FROM ranked
+    """,
+    "verdicts": """
+        SELECT s.name, g.study_id, s.started_at, g.kind, g.target,
+               json_extract_string(g.detail_json, '$.role') AS role,
+               g.n AS seeds, g.delta AS effect, g.ci95_low, g.ci95_high,
+               g.ci_adj_low, g.ci_adj_high, g.rho, g.rho_ci_low, g.rho_ci_high,
+               g.naive_estimate, g.verdict, g.seeds_needed, g.flags, g.reasons
+        FROM gap_results g JOIN studies s USING (study_id)
+    """,
+}
 
 
 def to_frame(rows: Iterable[BaseModel] | pl.DataFrame, **constant_columns) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from labgap.methods import MethodSpec
 from labgap.paths import cache_dir
 from labgap.taskspec import TaskSpec, TrainingRecipe, split_indices
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 RECIPE_FIELDS = ("epochs", "lr", "weight_decay", "hidden", "dropout", "batch_size")
 
 
@@ -98,31 +98,65 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[labels]
 
 
+class SeededDropout:
+    """Dropout drawing from the model's own generator, so parallel threads cannot share (and
+    race on) torch's global RNG; the same seed gives the same masks in any executor."""
+
+    def __init__(self, rate: float, generator):
+        self.rate = rate
+        self.generator = generator
+
+    def apply(self, hidden, training: bool):
+        import torch
+
+        if not training or self.rate == 0.0:
+            return hidden
+        keep = torch.rand(hidden.shape, generator=self.generator) >= self.rate
+        return hidden * keep / (1.0 - self.rate)
+
+
 class MLP:
-    """A linear probe (hidden=0) or a one-hidden-layer MLP, trained with manual mini-batches."""
+    """A linear probe (hidden=0) or a one-hidden-layer MLP, initialised and regularised from its
+    own seeded generator (never torch's global RNG)."""
 
     def __init__(self, n_in: int, n_classes: int, recipe: TrainingRecipe, seed: int):
         import torch
 
-        torch.manual_seed(seed)
-        layers: list[torch.nn.Module] = []
-        if recipe.hidden:
-            layers += [
-                torch.nn.Linear(n_in, recipe.hidden),
-                torch.nn.GELU(),
-                torch.nn.Dropout(recipe.dropout),
-                torch.nn.Linear(recipe.hidden, n_classes),
-            ]
-        else:
-            layers += [torch.nn.Dropout(recipe.dropout), torch.nn.Linear(n_in, n_classes)]
-        self.net = torch.nn.Sequential(*layers)
+        self.generator = torch.Generator().manual_seed(seed)
+        sizes = [n_in, recipe.hidden, n_classes] if recipe.hidden else [n_in, n_classes]
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(fan_in, fan_out)
+            for fan_in, fan_out in zip(sizes, sizes[1:], strict=False)
+        )
+        with torch.no_grad():
+            for layer in self.layers:
+                bound = 1.0 / layer.in_features**0.5
+                layer.weight.uniform_(-bound, bound, generator=self.generator)
+                layer.bias.uniform_(-bound, bound, generator=self.generator)
+        self.dropout = SeededDropout(recipe.dropout, self.generator)
+        self.training = True
+
+    def parameters(self):
+        return self.layers.parameters()
+
+    def forward(self, inputs):
+        import torch
+
+        hidden = inputs
+        for index, layer in enumerate(self.layers):
+            if index == len(self.layers) - 1:
+                hidden = self.dropout.apply(hidden, self.training)
+            hidden = layer(hidden)
+            if index < len(self.layers) - 1:
+                hidden = torch.nn.functional.gelu(hidden)
+        return hidden
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         import torch
 
-        self.net.eval()
+        self.training = False
         with torch.inference_mode():
-            logits = self.net(torch.from_numpy(features))
+            logits = self.forward(torch.from_numpy(features))
             return torch.softmax(logits, dim=1).numpy()
 
 
@@ -155,21 +189,21 @@ def train_student(
     n_rows, n_classes = targets.shape
     model = MLP(features.shape[1], n_classes, recipe, seed)
     optimiser = torch.optim.AdamW(
-        model.net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     inputs = torch.from_numpy(features)
     target_tensor = torch.from_numpy(targets)
     prior = target_tensor.mean(dim=0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
     steps_per_epoch = -(-n_rows // recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
     step = 0
-    model.net.train()
+    model.training = True
     for _ in range(recipe.epochs):
         order = torch.randperm(n_rows, generator=generator)
         for start in range(0, n_rows, recipe.batch_size):
             rows = order[start : start + recipe.batch_size]
-            logits = model.net(inputs[rows])
+            logits = model.forward(inputs[rows])
             log_probs = torch.log_softmax(logits, dim=1)
             target = target_tensor[rows]
             progress = step / total_steps

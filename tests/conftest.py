@@ -40,3 +40,25 @@ def tiny_multiclass_task() -> TaskSpec:
         recipe=TrainingRecipe(hidden=64, epochs=10),
         splits=SplitSizes(weak_train=150, w2s_train=250),
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (entering it costs ~10 s)."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_study_tasks(tiny_binary_task, tiny_multiclass_task):
+    """A lab task, a held-out task and a production variant, all small enough to train in ms."""
+    from labgap.taskspec import WeakModel
+
+    noisy = tiny_binary_task.model_copy(
+        update={"name": "tiny-noisy", "weak_model": WeakModel(label_noise=0.2)}
+    )
+    return tiny_binary_task, tiny_multiclass_task, noisy

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that expose labgap's stages to orchestration."""

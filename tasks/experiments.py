@@ -1,0 +1,41 @@
+"""Experiment tasks: one Prefect task per (task, method, seed), run in worker processes."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from labgap.methods import MethodSpec
+from labgap.taskspec import TaskSpec
+from labgap.w2s import TorchThreads, TrialResult, W2SEngine
+from tasks.retry import RETRY_OPTIONS
+
+_engine: W2SEngine | None = None
+
+
+def init_worker(workers: int) -> None:
+    """Runs once per worker process: torch gets its share of the cores, not all of them."""
+    global _engine
+    TorchThreads.configure(workers)
+    _engine = W2SEngine(workers=workers)
+
+
+def engine() -> W2SEngine:
+    global _engine
+    if _engine is None:
+        _engine = W2SEngine()
+    return _engine
+
+
+@task(name="prepare-teacher-and-ceiling", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def prepare_reference(task_spec: TaskSpec, seed: int) -> bool:
+    """Train (or load) the weak teacher and the ceiling once per (task, seed); True if cached."""
+    return engine().teacher_and_ceiling(task_spec, seed)[1]
+
+
+@task(
+    name="run-experiment",
+    cache_policy=NO_CACHE,
+    task_run_name="{task_spec.name}-{method.loss}-seed{seed}",
+    **RETRY_OPTIONS,
+)
+def run_experiment(task_spec: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
+    return engine().run(task_spec, method, seed)
