@@ -10,9 +10,11 @@ export PREFECT_HOME ?= $(CURDIR)/data/prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
+PREFECT_PORT ?= 4200
+LOCAL_API := http://127.0.0.1:$(PREFECT_PORT)/api
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install data run test bench lint
+.PHONY: install data run test bench lint serve stop
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +38,19 @@ bench: data
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+serve stop: export PREFECT_API_URL := $(LOCAL_API)
+
+# A local Prefect server on loopback, the work pool, the deployments of prefect.yaml and a worker.
+serve: data
+	@mkdir -p $(PREFECT_HOME)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
+	@for i in $$(seq 1 60); do $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(LOCAL_API)/health')" 2>/dev/null && break; sleep 1; done
+	$(BIN)/prefect work-pool create labgap-local --type process --overwrite
+	$(BIN)/prefect --no-prompt deploy --all
+	nohup $(BIN)/prefect worker start --pool labgap-local --limit 1 > $(PREFECT_HOME)/worker.log 2>&1 & echo $$! > $(PREFECT_HOME)/worker.pid
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (worker log: $(PREFECT_HOME)/worker.log)"
+
+stop:
+	-@test -f $(PREFECT_HOME)/worker.pid && kill $$(cat $(PREFECT_HOME)/worker.pid) && rm -f $(PREFECT_HOME)/worker.pid
+	-$(BIN)/prefect server stop

@@ -149,9 +149,11 @@ def run(
         )
     except LabgapInputError as error:
         fail(str(error))
+    from flows.api import local_prefect_api
     from flows.study import replication_study
 
-    summary = replication_study(config=study, db_path=str(db) if db else None)
+    with local_prefect_api():
+        summary = replication_study(config=study, db_path=str(db) if db else None)
     print_summary(summary)
 
 

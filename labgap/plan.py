@@ -53,6 +53,7 @@ def planned_task(spec: TaskSpec, role: str) -> PlannedTask:
 
 def build_plan(config: StudyConfig) -> StudyPlan:
     """Resolve every task (loading and verifying its data) and give each agent a direction."""
+    config = config.with_resolved_seed()
     roles = config.target_roles()
     directions = assign_directions(config.n_agents)
     return StudyPlan(

@@ -7,6 +7,7 @@ configuration resumes the same study instead of starting a new one.
 
 import hashlib
 import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,7 +74,12 @@ class StudyConfig(BaseModel):
         description="leave empty for name + config hash; give an existing id to resume it",
     )
     profile: Profile = Field("default", description="named starting point for the sizes below")
-    seed: int = Field(0, ge=0, le=100_000, description="every seed in the study derives from it")
+    seed: int | None = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="every seed in the study derives from it; empty: the run's date (recurring runs)",
+    )
     lab_task: TaskRef = Field("rt-lab", description="where the agents search")
     heldout_tasks: list[TaskRef] = Field(
         default_factory=lambda: ["bbc-heldout", "digits-heldout"],
@@ -135,6 +141,13 @@ class StudyConfig(BaseModel):
         if not self.heldout_tasks and not self.production_targets:
             raise ValueError("give at least one held-out task or production target")
         return self
+
+    def with_resolved_seed(self, today: date | None = None) -> "StudyConfig":
+        """A recurring study (seed left empty) gets fresh seeds each day: days since 2024-01-01."""
+        if self.seed is not None:
+            return self
+        day = today or datetime.now(UTC).date()
+        return self.model_copy(update={"seed": (day - date(2024, 1, 1)).days})
 
     def lab(self) -> TaskSpec:
         return as_task(self.lab_task)

@@ -96,3 +96,36 @@ def summarise_study(store: Store, study_id: str) -> StudySummary:
         overall_reasons=json.loads(overall["reasons"][0]) if overall.height else [],
         hacking_flags=hacking["flags"],
     )
+
+
+class VerdictChange(BaseModel):
+    """A study whose overall verdict differs from the previous completed study of the same name."""
+
+    name: str
+    study_id: str
+    verdict: str
+    previous_study_id: str
+    previous_verdict: str
+
+
+def verdict_change(store: Store, study_id: str) -> VerdictChange | None:
+    rows = store.query(
+        "SELECT study_id, overall_verdict FROM studies "
+        "WHERE name = (SELECT name FROM studies WHERE study_id = ?) AND status = 'completed' "
+        "AND (started_at < (SELECT started_at FROM studies WHERE study_id = ?) OR study_id = ?) "
+        "ORDER BY started_at DESC LIMIT 2",
+        [study_id, study_id, study_id],
+    )
+    if rows.height < 2 or rows["study_id"][0] != study_id:
+        return None
+    current, previous = rows.row(0, named=True), rows.row(1, named=True)
+    if current["overall_verdict"] == previous["overall_verdict"]:
+        return None
+    name = store.query("SELECT name FROM studies WHERE study_id = ?", [study_id])["name"][0]
+    return VerdictChange(
+        name=name,
+        study_id=study_id,
+        verdict=current["overall_verdict"],
+        previous_study_id=previous["study_id"],
+        previous_verdict=previous["overall_verdict"],
+    )

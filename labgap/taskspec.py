@@ -115,37 +115,36 @@ def split_indices(task: TaskSpec, n_rows: int, seed: int) -> dict[str, np.ndarra
     return {name: np.sort(order[bounds[i] : bounds[i + 1]]) for i, name in enumerate(SPLIT_NAMES)}
 
 
-RT = BuiltinDataset(name="rotten-tomatoes")
 RT_SPLITS = SplitSizes(weak_train=4000, w2s_train=6000)
+
+
+def rotten_tomatoes_task(name: str, description: str, **changes) -> TaskSpec:
+    """The lab task, or a production variant that differs from it only in `changes`."""
+    lab = {
+        "dataset": BuiltinDataset(name="rotten-tomatoes"),
+        "weak_view": TfidfView(max_features=300),
+        "strong_view": EmbeddingView(),
+        "splits": RT_SPLITS,
+    }
+    return TaskSpec(name=name, description=description, **{**lab, **changes})
+
 
 BUILTIN_TASKS: dict[str, TaskSpec] = {
     task.name: task
     for task in [
-        TaskSpec(
-            name="rt-lab",
-            description="Rotten Tomatoes sentiment: LR on TF-IDF(300) -> MLP on MiniLM embeddings",
-            dataset=RT,
-            weak_view=TfidfView(max_features=300),
-            strong_view=EmbeddingView(),
-            splits=RT_SPLITS,
+        rotten_tomatoes_task(
+            "rt-lab",
+            "Rotten Tomatoes sentiment: LR on TF-IDF(300) -> MLP on MiniLM embeddings",
         ),
-        TaskSpec(
-            name="rt-long-recipe",
-            description="rt-lab under another training recipe: 60 epochs, hidden 1024, fixed",
-            dataset=RT,
-            weak_view=TfidfView(max_features=300),
-            strong_view=EmbeddingView(),
-            recipe=TrainingRecipe(epochs=60, hidden=1024, fixed=True),
-            splits=RT_SPLITS,
+        rotten_tomatoes_task(
+            "rt-long-recipe",
+            "rt-lab under a production training recipe: 60 epochs, hidden 1024, batch 256, fixed",
+            recipe=TrainingRecipe(epochs=60, hidden=1024, batch_size=256, fixed=True),
         ),
-        TaskSpec(
-            name="rt-noisy-teacher",
-            description="rt-lab with 20% label noise in the weak model's training labels",
-            dataset=RT,
-            weak_view=TfidfView(max_features=300),
+        rotten_tomatoes_task(
+            "rt-noisy-teacher",
+            "rt-lab with 20% label noise in the weak model's training labels",
             weak_model=WeakModel(label_noise=0.2),
-            strong_view=EmbeddingView(),
-            splits=RT_SPLITS,
         ),
         TaskSpec(
             name="bbc-heldout",
