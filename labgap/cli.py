@@ -136,6 +136,7 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Run (or resume) a replication study and print its verdict."""
+    from labgap.llm import api_key_from_env
     from labgap.study import load_study_config
 
     try:
@@ -147,6 +148,8 @@ def run(
             agent_backend=agents,
             workers=workers,
         )
+        if study.agent_backend == "claude":
+            api_key_from_env()
     except LabgapInputError as error:
         fail(str(error))
     from flows.api import local_prefect_api
@@ -155,6 +158,27 @@ def run(
     with local_prefect_api():
         summary = replication_study(config=study, db_path=str(db) if db else None)
     print_summary(summary)
+
+
+@app.command("report")
+def report(
+    study_id: Annotated[str | None, typer.Argument(help="default: the latest study")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print a study's report (and write it with its plots under data/reports/<study id>/)."""
+    from labgap.report import latest_study_id, write_report
+    from labgap.store import Store
+
+    with Store(db) as store:
+        chosen = study_id or latest_study_id(store)
+        if chosen is None:
+            fail(f"no studies in {store.path}; run `labgap run` first")
+        try:
+            files = write_report(store, chosen)
+        except LabgapInputError as error:
+            fail(str(error))
+    print(files.markdown.read_text())
+    print(f"\n(report and plots in {files.folder})")
 
 
 def print_summary(summary) -> None:

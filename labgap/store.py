@@ -151,6 +151,35 @@ TABLES: dict[str, str] = {
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, target)
     """,
+    "agent_messages": """
+        study_id VARCHAR NOT NULL,
+        agent_id INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        role VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        content_json VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, agent_id, seq)
+    """,
+    "llm_calls": """
+        study_id VARCHAR NOT NULL,
+        agent_id INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        turn INTEGER NOT NULL,
+        model VARCHAR NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cache_creation_input_tokens BIGINT NOT NULL,
+        cache_read_input_tokens BIGINT NOT NULL,
+        latency_seconds DOUBLE NOT NULL,
+        stop_reason VARCHAR,
+        usd DOUBLE NOT NULL,
+        attempts INTEGER NOT NULL,
+        request_id VARCHAR,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, agent_id, turn)
+    """,
     "quality_checks": """
         study_id VARCHAR NOT NULL,
         stage VARCHAR NOT NULL,
@@ -203,6 +232,36 @@ VIEWS: dict[str, str] = {
                proposed_by, first_round, min_seeds_met
         FROM ranked
     """,
+    "cost_per_agent": """
+        WITH calls AS (
+            SELECT study_id, agent_id, count(*) AS api_calls,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                   sum(cache_creation_input_tokens) AS cache_write_tokens,
+                   sum(cache_read_input_tokens) AS cache_read_tokens,
+                   sum(usd) AS usd, sum(latency_seconds) / 3600.0 AS api_hours,
+                   (epoch(max(created_at)) - epoch(min(created_at))
+                       + arg_min(latency_seconds, created_at)) / 3600.0 AS agent_hours
+            FROM llm_calls GROUP BY study_id, agent_id
+        ),
+        experiments AS (
+            SELECT study_id, agent_id, count(*) AS scoring_calls
+            FROM scoring_calls GROUP BY study_id, agent_id
+        )
+        SELECT a.study_id, a.agent_id, a.direction, a.backend,
+               coalesce(c.api_calls, 0) AS api_calls,
+               coalesce(c.input_tokens, 0) AS input_tokens,
+               coalesce(c.output_tokens, 0) AS output_tokens,
+               coalesce(c.cache_write_tokens, 0) AS cache_write_tokens,
+               coalesce(c.cache_read_tokens, 0) AS cache_read_tokens,
+               coalesce(c.usd, 0) AS usd,
+               coalesce(e.scoring_calls, 0) AS experiments,
+               c.agent_hours,
+               c.usd / nullif(c.agent_hours, 0) AS usd_per_agent_hour,
+               a.stop_reason
+        FROM agents a
+        LEFT JOIN calls c USING (study_id, agent_id)
+        LEFT JOIN experiments e USING (study_id, agent_id)
+    """,
     "verdicts": """
         SELECT s.name, g.study_id, s.started_at, g.kind, g.target,
                json_extract_string(g.detail_json, '$.role') AS role,
@@ -210,6 +269,64 @@ VIEWS: dict[str, str] = {
                g.ci_adj_low, g.ci_adj_high, g.rho, g.rho_ci_low, g.rho_ci_high,
                g.naive_estimate, g.verdict, g.seeds_needed, g.flags, g.reasons
         FROM gap_results g JOIN studies s USING (study_id)
+    """,
+    "gap_trend": """
+        WITH lab AS (
+            SELECT study_id, n AS lab_seeds, delta AS lab_effect, ci95_low AS lab_ci95_low,
+                   ci95_high AS lab_ci95_high, naive_estimate AS lab_naive_effect
+            FROM gap_results WHERE kind = 'lab'
+        ),
+        targets AS (
+            SELECT study_id, target, json_extract_string(detail_json, '$.role') AS role,
+                   n AS seeds, delta AS effect, ci95_low, ci95_high, rho, verdict
+            FROM gap_results WHERE kind = 'target'
+        )
+        SELECT s.name, s.study_id, s.started_at, s.finished_at, s.status, s.overall_verdict,
+               CAST(dense_rank() OVER (
+                   PARTITION BY s.name ORDER BY s.started_at, s.study_id
+               ) AS BIGINT) AS run_index,
+               CAST(json_extract(s.config_json, '$.rho_min') AS DOUBLE) AS rho_min,
+               l.lab_seeds, l.lab_effect, l.lab_ci95_low, l.lab_ci95_high, l.lab_naive_effect,
+               t.target, t.role, t.seeds, t.effect, t.ci95_low, t.ci95_high, t.rho, t.verdict
+        FROM studies s
+        LEFT JOIN lab l USING (study_id)
+        LEFT JOIN targets t USING (study_id)
+    """,
+    "agent_diversity": """
+        WITH per_agent AS (
+            SELECT study_id, agent_id,
+                   count(*) AS scoring_calls,
+                   count(DISTINCT family) AS families_tried,
+                   string_agg(DISTINCT family, ', ' ORDER BY family) AS families,
+                   max(dev_pgr) AS best_dev_pgr,
+                   first(family ORDER BY dev_pgr DESC NULLS LAST, round, method_hash)
+                       AS top_family
+            FROM scoring_calls GROUP BY study_id, agent_id
+        ),
+        per_study AS (
+            SELECT study_id, count(DISTINCT family) AS families_in_study
+            FROM scoring_calls GROUP BY study_id
+        ),
+        top_counts AS (
+            SELECT study_id, top_family, count(*) AS n_agents, max(best_dev_pgr) AS best
+            FROM per_agent GROUP BY study_id, top_family
+        ),
+        study_top AS (
+            SELECT study_id,
+                   first(top_family ORDER BY n_agents DESC, best DESC NULLS LAST, top_family)
+                       AS study_top_family,
+                   max(n_agents) AS agents_sharing_top_family,
+                   sum(n_agents) AS agents_in_study
+            FROM top_counts GROUP BY study_id
+        )
+        SELECT p.study_id, p.agent_id, a.direction, p.scoring_calls, p.families_tried,
+               p.families, p.best_dev_pgr, p.top_family, s.families_in_study,
+               CAST(t.agents_in_study AS BIGINT) AS agents_in_study, t.study_top_family,
+               t.agents_sharing_top_family
+        FROM per_agent p
+        JOIN per_study s USING (study_id)
+        JOIN study_top t USING (study_id)
+        LEFT JOIN agents a USING (study_id, agent_id)
     """,
 }
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from labgap.errors import LabgapInputError
+from labgap.llm import ClaudeSettings
 from labgap.taskspec import BUILTIN_TASKS, TaskSpec, read_config_file, resolve_task
 
 Profile = Literal["quick", "default", "full"]
@@ -106,7 +107,13 @@ class StudyConfig(BaseModel):
     rho_min: float = Field(
         0.5, ge=0.0, le=1.0, description="pre-registered share of the lab effect a target must keep"
     )
-    agent_backend: AgentBackend = Field("embedded", description="who proposes methods")
+    agent_backend: AgentBackend = Field(
+        "embedded", description="who proposes methods: embedded (offline) or claude (API key)"
+    )
+    claude: ClaudeSettings = Field(
+        default_factory=ClaudeSettings,
+        description="model, limits, prices and budgets of the claude backend",
+    )
     workers: int | None = Field(
         None, ge=1, le=64, description="parallel experiment workers (default: CPU count)"
     )
@@ -174,8 +181,8 @@ class StudyConfig(BaseModel):
     def resolved_study_id(self) -> str:
         return self.study_id or f"{self.name}-{self.config_hash}"
 
-    def search_seeds(self) -> list[int]:
-        return [self.seed * 1000 + i for i in range(self.quick_seeds)]
+    def search_seeds(self, count: int | None = None) -> list[int]:
+        return [self.seed * 1000 + i for i in range(count or self.quick_seeds)]
 
     def fresh_seeds(self) -> list[int]:
         """Seeds never used in the search: the winner's-curse check and transfer trials use them."""

@@ -36,16 +36,20 @@ def row_counts(store: Store) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def finished_study(tiny_study_tasks, tmp_path_factory):
+    """One finished tiny study; its caches and reports go to a temporary data folder."""
     from flows.study import replication_study
 
-    db = tmp_path_factory.mktemp("flow") / "study.duckdb"
-    config = tiny_config(tiny_study_tasks, study_id="tiny-e2e")
-    summary = replication_study(config=config, db_path=str(db))
-    return config, db, summary
+    folder = tmp_path_factory.mktemp("flow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABGAP_DATA_DIR", str(folder / "data"))
+        db = folder / "study.duckdb"
+        config = tiny_config(tiny_study_tasks, study_id="tiny-e2e")
+        summary = replication_study(config=config, db_path=str(db))
+        yield config, db, summary, folder / "data"
 
 
 def test_every_table_is_filled_and_consistent(finished_study):
-    config, db, summary = finished_study
+    config, db, summary, _ = finished_study
     assert summary.status == "completed"
     assert summary.overall_verdict in {"replicated", "failed_to_replicate", "inconclusive"}
     with Store(db) as store:
@@ -86,7 +90,7 @@ def test_every_table_is_filled_and_consistent(finished_study):
 def test_rerunning_a_finished_study_adds_no_rows(finished_study):
     from flows.study import replication_study
 
-    config, db, summary = finished_study
+    config, db, summary, _ = finished_study
     with Store(db) as store:
         before = row_counts(store)
     again = replication_study(config=config, db_path=str(db))
@@ -100,7 +104,7 @@ def test_transient_failure_is_retried_with_the_same_numbers(finished_study, monk
     from flows.study import replication_study
     from labgap.w2s import W2SEngine
 
-    config, first_db, _ = finished_study
+    config, first_db, _, _ = finished_study
     original = W2SEngine.run
     calls = {"n": 0}
 
@@ -130,7 +134,7 @@ def test_corrupted_stage_output_fails_its_gate_and_nothing_downstream_is_written
 ):
     import flows.study
 
-    config, _, _ = finished_study
+    config, _, _, _ = finished_study
     real_paired_rows = flows.study.paired_rows
 
     def corrupted(*args, **kwargs) -> pl.DataFrame:
@@ -173,3 +177,17 @@ def test_profiles_fill_sizes_and_explicit_fields_win():
     assert StudyConfig().n_agents == 9
     assert quick.resolved_study_id != StudyConfig().resolved_study_id
     assert not set(quick.search_seeds()) & set(quick.fresh_seeds())
+
+
+def test_report_and_plots_are_written_for_the_study(finished_study):
+    from PIL import Image
+
+    _, _, _, data = finished_study
+    folder = data / "reports" / "tiny-e2e"
+    report = (folder / "report.md").read_text()
+    assert "tiny-e2e" in report and "research_progress.png" in report
+    for name in ("research_progress", "forest_plot", "gap_trend"):
+        path = folder / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width >= 600
