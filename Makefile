@@ -14,7 +14,7 @@ PREFECT_PORT ?= 4200
 LOCAL_API := http://127.0.0.1:$(PREFECT_PORT)/api
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install data run test bench lint serve stop
+.PHONY: install data run test bench lint serve deploy stop
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +39,12 @@ bench: data
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-serve stop: export PREFECT_API_URL := $(LOCAL_API)
+serve deploy stop: export PREFECT_API_URL := $(LOCAL_API)
 
 # A local Prefect server on loopback, the work pool, the deployments of prefect.yaml and a worker.
-serve: data
+serve: data deploy
+
+deploy: install
 	@mkdir -p $(PREFECT_HOME)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
 	@for i in $$(seq 1 60); do $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(LOCAL_API)/health')" 2>/dev/null && break; sleep 1; done
@@ -52,5 +54,8 @@ serve: data
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (worker log: $(PREFECT_HOME)/worker.log)"
 
 stop:
-	-@test -f $(PREFECT_HOME)/worker.pid && kill $$(cat $(PREFECT_HOME)/worker.pid) && rm -f $(PREFECT_HOME)/worker.pid
+	-@if [ -f $(PREFECT_HOME)/worker.pid ]; then \
+		pid=$$(cat $(PREFECT_HOME)/worker.pid); kill $$pid 2>/dev/null; \
+		for i in $$(seq 1 20); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+		kill -9 $$pid 2>/dev/null; rm -f $(PREFECT_HOME)/worker.pid; echo "worker stopped"; fi
 	-$(BIN)/prefect server stop
