@@ -29,6 +29,15 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def open_store(db: Path | None):
+    from labgap.store import Store
+
+    try:
+        return Store(db)
+    except RuntimeError as error:
+        fail(str(error))
+
+
 @app.command("tasks")
 def list_tasks() -> None:
     """List the built-in tasks with their sizes."""
@@ -76,7 +85,6 @@ def experiment(
 ) -> None:
     """Compare methods on one task with paired seeds; record every trial."""
     from labgap.experiment import method_label, run_comparison, summarise
-    from labgap.store import Store
     from labgap.w2s import W2SEngine
 
     try:
@@ -87,7 +95,7 @@ def experiment(
     if len({m.method_hash for m in methods}) < len(methods):
         fail("the same method was given twice; give each method once")
     seed_list = list(range(first_seed, first_seed + seeds))
-    with Store(db) as store:
+    with open_store(db) as store:
 
         def report(result, reused):
             label = method_label(resolve_method(result.method_json))
@@ -167,9 +175,8 @@ def report(
 ) -> None:
     """Print a study's report (and write it with its plots under data/reports/<study id>/)."""
     from labgap.report import latest_study_id, write_report
-    from labgap.store import Store
 
-    with Store(db) as store:
+    with open_store(db) as store:
         chosen = study_id or latest_study_id(store)
         if chosen is None:
             fail(f"no studies in {store.path}; run `labgap run` first")

@@ -15,7 +15,12 @@ from pydantic import BaseModel
 
 from labgap.paths import default_db_path
 
+SCHEMA_VERSION = 1
+
 TABLES: dict[str, str] = {
+    "schema_info": """
+        version INTEGER PRIMARY KEY
+    """,
     "studies": """
         study_id VARCHAR PRIMARY KEY,
         name VARCHAR NOT NULL,
@@ -355,9 +360,22 @@ class Store:
         self.ensure_schema()
 
     def ensure_schema(self) -> None:
+        """Create what is missing; refuse a database written by another schema version."""
         with self.transaction() as cursor:
+            existing = {row[0] for row in cursor.execute("SHOW TABLES").fetchall()}
+            if existing and "schema_info" not in existing:
+                found = None
+            elif existing:
+                found = cursor.execute("SELECT max(version) FROM schema_info").fetchall()[0][0]
+            if existing and found != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by labgap schema version {found or 'unknown'}; this "
+                    f"version reads schema {SCHEMA_VERSION}. Use a new --db file (or move this one "
+                    "aside) to start a fresh database."
+                )
             for table, columns in TABLES.items():
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            cursor.execute(f"INSERT OR IGNORE INTO schema_info VALUES ({SCHEMA_VERSION})")
             for view, query in VIEWS.items():
                 cursor.execute(f"CREATE OR REPLACE VIEW {view} AS {query}")
 

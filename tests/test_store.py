@@ -73,3 +73,12 @@ def _open_in_other_process(path: str) -> str:
     except RuntimeError as error:
         return str(error)
     return "opened"
+
+
+def test_a_database_from_another_schema_version_is_refused_clearly(tmp_path):
+    path = tmp_path / "old.duckdb"
+    connection = duckdb.connect(str(path))
+    connection.execute("CREATE TABLE trials (study_id VARCHAR)")
+    connection.close()
+    with pytest.raises(RuntimeError, match="schema version unknown.*new --db file"):
+        Store(path)
