@@ -17,6 +17,8 @@ def local_prefect_api() -> Iterator[str | None]:
     if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
         yield PREFECT_API_URL.value()
         return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
@@ -24,5 +26,9 @@ def local_prefect_api() -> Iterator[str | None]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
+            # Deliver queued logs and events while the server is still up; otherwise the
+            # process would spend a minute at exit retrying a server that is gone.
+            APILogWorker.drain_all(timeout=30)
+            EventsWorker.drain_all(timeout=30)
     finally:
         server.stop()

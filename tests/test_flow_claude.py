@@ -50,9 +50,14 @@ def test_claude_study_end_to_end_records_costs_and_resumes_without_paid_calls(
     db = tmp_path / "claude.duckdb"
     with FakeAnthropic(researcher, api_key=api_key) as server:
         config = claude_config(tiny_study_tasks, server.base_url)
-        summary = replication_study(config=config, db_path=str(db))
+        config_file = tmp_path / "study.json"
+        config_file.write_text(config.model_dump_json(exclude={"agent_backend"}))
+        result = CliRunner().invoke(
+            app, ["run", "--agents", "claude", "--config", str(config_file), "--db", str(db)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "overall verdict" in result.output
         answered = [r for r in server.requests if r.scripted]
-        assert summary.status == "completed" and summary.winner_family is not None
         with Store(db) as store:
             calls = store.query("SELECT * FROM llm_calls ORDER BY created_at, agent_id, turn")
             assert calls.height == len(answered) > 0
