@@ -15,23 +15,28 @@ from labgap.methods import MethodSpec
 ChoiceValue = bool | int | float | str | None
 
 
-class FloatRange(BaseModel):
-    """A continuous interval. Sampled values are rounded (3 decimals, or 3 significant digits on a
-    log scale) so methods stay readable and near-identical methods count as repeats."""
+class _Interval(BaseModel):
+    """Shared bounds check of the numeric ranges."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["float"] = "float"
-    low: float
-    high: float
     log: bool = False
 
     @model_validator(mode="after")
-    def _check_bounds(self) -> "FloatRange":
+    def _check_bounds(self):
         if not self.low < self.high:
             raise ValueError(f"empty range [{self.low}, {self.high}]")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs a positive lower bound")
         return self
+
+
+class FloatRange(_Interval):
+    """A continuous interval. Sampled values are rounded (3 decimals, or 3 significant digits on a
+    log scale) so methods stay readable and near-identical methods count as repeats."""
+
+    kind: Literal["float"] = "float"
+    low: float
+    high: float
 
     def value(self, raw: float) -> float:
         rounded = float(f"{raw:.3g}") if self.log else round(raw, 3)
@@ -49,22 +54,12 @@ class FloatRange(BaseModel):
         return f"{self.low:g}–{self.high:g}" + (" (log)" if self.log else "")
 
 
-class IntRange(BaseModel):
+class IntRange(_Interval):
     """An integer interval (inclusive)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     kind: Literal["int"] = "int"
     low: int
     high: int
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> "IntRange":
-        if not self.low < self.high:
-            raise ValueError(f"empty range [{self.low}, {self.high}]")
-        if self.log and self.low <= 0:
-            raise ValueError("a log range needs a positive lower bound")
-        return self
 
     def value(self, raw: int) -> int:
         return int(raw)

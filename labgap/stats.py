@@ -136,8 +136,8 @@ class _StudyInput(BaseModel):
 # --------------------------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------------------------
-class LabEffect(BaseModel):
-    """The lab effect on fresh seeds, with the naive (selected) leaderboard figure beside it."""
+class EffectEstimate(BaseModel):
+    """What the lab and every target report alike: the sample and the effect in PGR units."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -150,6 +150,11 @@ class LabEffect(BaseModel):
     delta: float | None
     se: float | None
     df: float | None
+
+
+class LabEffect(EffectEstimate):
+    """The lab effect on fresh seeds, with the naive (selected) leaderboard figure beside it."""
+
     ci_low: float | None
     ci_high: float | None
     ci_adj_low: float | None
@@ -169,20 +174,9 @@ class LabEffect(BaseModel):
     reasons: list[str]
 
 
-class TargetGap(BaseModel):
+class TargetGap(EffectEstimate):
     """One target: its effect, transfer ratio, verdict and the side figures (never deciding)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    paired: bool
-    n: int
-    n_baseline: int
-    n_method: int
-    denominator: float | None
-    delta: float | None
-    se: float | None
-    df: float | None
     ci95_low: float | None
     ci95_high: float | None
     ci_adj_low: float | None
