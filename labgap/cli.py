@@ -1,5 +1,6 @@
 """The `labgap` command line."""
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -223,5 +224,21 @@ def print_summary(summary) -> None:
     console.print(f"database: {summary.database}")
 
 
+def main() -> None:
+    """Console entry point: leave as soon as the command is done.
+
+    By then everything is on disk and the Prefect API has every log and event; the interpreter's
+    teardown after a flow would only print pages of duckdb/nanobind "leaked instances" warnings
+    below the verdict.
+    """
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

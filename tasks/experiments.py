@@ -1,5 +1,9 @@
 """Experiment tasks: one Prefect task per (task, method, seed), run in worker processes."""
 
+import atexit
+import os
+import sys
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -16,6 +20,23 @@ def init_worker(workers: int) -> None:
     global _engine
     TorchThreads.configure(workers)
     _engine = W2SEngine(workers=workers)
+    atexit.register(leave_quietly)
+
+
+def leave_quietly() -> None:
+    """Hand the Prefect API this worker's last logs and events, then exit without teardown.
+
+    The interpreter's teardown in a worker that ran tasks prints pages of duckdb/nanobind
+    "leaked instances" warnings into the flow's output; nothing is left to clean up by then.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def engine() -> W2SEngine:

@@ -62,3 +62,24 @@ def tiny_study_tasks(tiny_binary_task, tiny_multiclass_task):
         update={"name": "tiny-noisy", "weak_model": WeakModel(label_noise=0.2)}
     )
     return tiny_binary_task, tiny_multiclass_task, noisy
+
+
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """End the process as soon as pytest is done, keeping its exit status.
+
+    After a session that ran Prefect flows, duckdb 2.0's nanobind bindings print pages of
+    "leaked instances" warnings during interpreter teardown (harmless: every connection was
+    closed), which would bury pytest's summary line. Skipping the teardown keeps the summary last.
+    """
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])
