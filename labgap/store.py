@@ -240,9 +240,10 @@ VIEWS: dict[str, str] = {
     "cost_per_agent": """
         WITH calls AS (
             SELECT study_id, agent_id, count(*) AS api_calls,
-                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-                   sum(cache_creation_input_tokens) AS cache_write_tokens,
-                   sum(cache_read_input_tokens) AS cache_read_tokens,
+                   CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+                   CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
+                   CAST(sum(cache_creation_input_tokens) AS BIGINT) AS cache_write_tokens,
+                   CAST(sum(cache_read_input_tokens) AS BIGINT) AS cache_read_tokens,
                    sum(usd) AS usd, sum(latency_seconds) / 3600.0 AS api_hours,
                    (epoch(max(created_at)) - epoch(min(created_at))
                        + arg_min(latency_seconds, created_at)) / 3600.0 AS agent_hours

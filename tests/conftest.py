@@ -65,6 +65,20 @@ def tiny_study_tasks(tiny_binary_task, tiny_multiclass_task):
 
 
 _exit_status = {"code": 0}
+_calibration_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and "calibration" in report.nodeid:
+        _calibration_figures.extend(str(value) for _, value in report.user_properties)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the statistics calibration figures (rates, coverage, power) in every run."""
+    if _calibration_figures:
+        terminalreporter.section("calibration figures")
+        for line in _calibration_figures:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
