@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from labgap.agents.base import ForumPost, Proposal, describe_method
 from labgap.directions import Choice, FloatRange, ResearchDirection
-from labgap.methods import MethodSpec
+from labgap.methods import PRESETS, MethodSpec, preset_name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -94,6 +94,20 @@ class EmbeddedAgent:
             sampler=TPESampler(seed=seed, n_startup_trials=n_startup_trials),
         )
         self._records: dict[str, _Record] = {}
+        self._start_from_known_method()
+
+    def _start_from_known_method(self) -> None:
+        """Try the first known method (preset) that lies in this direction before exploring.
+
+        Researchers start from the literature: the seed study's humans began with four known
+        methods. Only one is queued, so the sampler's queue is empty again before any borrowing
+        (which relies on its own queued trial being the next one asked).
+        """
+        for name, preset in PRESETS.items():
+            params = self.direction.params_for(preset) if name != "vanilla" else None
+            if params is not None:
+                self._study.enqueue_trial(params)
+                return
 
     def propose(self, round: int, n: int, forum: list[ForumPost]) -> list[Proposal]:
         proposals: list[Proposal] = []
@@ -196,7 +210,10 @@ class EmbeddedAgent:
                 # A repeat teaches the sampler nothing; failed trials are ignored by TPE.
                 self._study.tell(trial, state=TrialState.FAIL)
                 continue
-            if exploring:
+            known = preset_name(method)
+            if known is not None:
+                rationale = f"start from the known method '{known}': {describe_method(method)}"
+            elif exploring:
                 rationale = f"explore: {describe_method(method)} within '{self.direction.title}'"
             else:
                 rationale = (
