@@ -620,39 +620,37 @@ def _cost_section(store: Store, study_id: str, backend: str) -> list[str]:
 
 
 def _llm_cost(store: Store, study_id: str, backend: str) -> list[str]:
-    """Tokens and $ per agent from `llm_calls` when the database has it (LLM-backed agents).
-
-    Columns are found by name (any numeric column with "token" in it, and "usd"/"cost" for
-    money), so the report works before and as that table evolves.
-    """
-    columns = store.query(
-        "SELECT column_name, numeric_precision IS NOT NULL OR data_type LIKE 'U%INT' AS numeric "
-        "FROM information_schema.columns WHERE table_name = 'llm_calls' ORDER BY ordinal_position"
-    )
-    none = f"No LLM calls recorded for this study ({backend} agents)."
-    if columns.height == 0:
-        return [none]
-    names = columns.filter(pl.col("numeric"))["column_name"].to_list()
-    tokens = [c for c in names if "token" in c.lower()]
-    money = [c for c in names if "usd" in c.lower() or "cost" in c.lower()]
-    present = set(columns["column_name"])
-    sums = "".join(f', sum("{c}") AS "{c}"' for c in tokens + money)
-    where = "WHERE study_id = ?" if "study_id" in present else ""
-    group = "agent_id" if "agent_id" in present else "'all'"
+    """Tokens, $ and $ per agent-hour per agent, from the `cost_per_agent` view."""
     usage = store.query(
-        f"SELECT {group} AS agent, count(*) AS calls{sums} FROM llm_calls {where} "
-        f"GROUP BY ALL ORDER BY agent",
-        [study_id] if where else None,
+        "SELECT agent_id, api_calls, input_tokens, output_tokens, cache_write_tokens, "
+        "cache_read_tokens, usd, experiments, usd_per_agent_hour FROM cost_per_agent "
+        "WHERE study_id = ? AND api_calls > 0 ORDER BY agent_id",
+        [study_id],
     )
     if usage.height == 0:
-        return [none]
-    header = ["agent", "calls", *tokens, *money]
+        return [f"No LLM calls recorded for this study ({backend} agents)."]
+    header = ["agent", "API calls", "input tokens", "output tokens", "cache write", "cache read"]
+    header += ["$", "experiments", "$ per agent-hour"]
     lines = ["LLM usage per agent:", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "---|" * len(header))
-    totals = {"agent": "**total**", **{c: sum(usage[c].fill_null(0)) for c in header[1:]}}
-    for row in [*usage.iter_rows(named=True), totals]:
-        cells = [str(row["agent"]), str(row["calls"])]
-        cells += [f"{row[c] or 0:,.0f}" for c in tokens] + [_dollars(row[c]) for c in money]
+    counts = [
+        "api_calls",
+        "input_tokens",
+        "output_tokens",
+        "cache_write_tokens",
+        "cache_read_tokens",
+    ]
+    totals = {
+        "agent_id": "**total**",
+        **{c: usage[c].sum() for c in [*counts, "usd", "experiments"]},
+    }
+    for row in [*usage.iter_rows(named=True), {**totals, "usd_per_agent_hour": None}]:
+        cells = [str(row["agent_id"])] + [f"{row[c] or 0:,.0f}" for c in counts]
+        cells += [
+            _dollars(row["usd"]),
+            str(row["experiments"]),
+            _dollars(row["usd_per_agent_hour"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

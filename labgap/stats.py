@@ -152,6 +152,21 @@ class EffectEstimate(BaseModel):
     df: float | None
 
 
+def _estimate_fields(data) -> dict:
+    """The `EffectEstimate` fields of a lab or target sample."""
+    return {
+        "name": data.name,
+        "paired": data.paired,
+        "n": data.n,
+        "n_baseline": data.n_baseline,
+        "n_method": data.n_method,
+        "denominator": data.denominator,
+        "delta": _num(data.effect.delta),
+        "se": _num(data.effect.se),
+        "df": _num(data.effect.df),
+    }
+
+
 class LabEffect(EffectEstimate):
     """The lab effect on fresh seeds, with the naive (selected) leaderboard figure beside it."""
 
@@ -721,15 +736,7 @@ def _lab_effect(
             seeds = _seeds_for_test(delta, data.sd, (1 - decisions.level) / 2, config.power)
     winner = _winner(candidates, selected, flags, reasons)
     return LabEffect(
-        name=data.name,
-        paired=data.paired,
-        n=data.n,
-        n_baseline=data.n_baseline,
-        n_method=data.n_method,
-        denominator=data.denominator,
-        delta=_num(data.effect.delta),
-        se=_num(data.effect.se),
-        df=_num(data.effect.df),
+        **_estimate_fields(data),
         ci_low=_num(ci_low),
         ci_high=_num(ci_high),
         ci_adj_low=_num(decisions.lab_low[0]),
@@ -886,15 +893,7 @@ def _target_gap(
     log10_bf = _bayes_factor(data.effect, lab)
     margin = decisions.margin
     return TargetGap(
-        name=data.name,
-        paired=data.paired,
-        n=data.n,
-        n_baseline=data.n_baseline,
-        n_method=data.n_method,
-        denominator=data.denominator,
-        delta=_num(data.effect.delta),
-        se=_num(data.effect.se),
-        df=_num(data.effect.df),
+        **_estimate_fields(data),
         ci95_low=_num(ci95[0]),
         ci95_high=_num(ci95[1]),
         ci_adj_low=_num(low),

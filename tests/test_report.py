@@ -301,11 +301,15 @@ def test_missing_values_are_drawn_and_reported(studies, tmp_path):
     assert "| — no CI | — undefined (undefined Fieller set) |" in rows[targets[1]]
     assert "- **predicts_one_class**: puts 99% in one class" in text
     assert (
-        "| agent | calls | input_tokens | output_tokens | cache_creation_input_tokens | "
-        "cache_read_input_tokens | usd |" in text
+        "| agent | API calls | input tokens | output tokens | cache write | cache read | $ | "
+        "experiments | $ per agent-hour |" in text
     )
-    assert "| 0 | 2 | 2,000 | 500 | 0 | 0 | $0.0175 |" in text
-    assert "| 1 | 1 | 500 | 100 | 0 | 0 | $0.0040 |" in text
+    llm_rows = [line for line in text.splitlines() if line.startswith(("| 0 | 2 |", "| 1 | 1 |"))]
+    assert [row.split(" | ")[2:5] for row in llm_rows] == [
+        ["2,000", "500", "0"],
+        ["500", "100", "0"],
+    ]
+    assert "| $0.0175 |" in llm_rows[0] and "| $0.0040 |" in llm_rows[1]
     assert "| **total** | 3 | 2,500 | 600 | 0 | 0 | $0.0215 |" in text
     for png in (files.research_progress, files.forest_plot, files.gap_trend):
         assert_png(png)
