@@ -10,10 +10,10 @@ import resource
 import statistics
 import time
 
-from labgap.methods import PRESETS
+from labgap.data.tasks import resolve_task
+from labgap.engine.w2s import W2SEngine
+from labgap.methods.spec import PRESETS
 from labgap.paths import cache_dir
-from labgap.taskspec import resolve_task
-from labgap.w2s import W2SEngine
 
 
 def timed(run) -> float:

@@ -10,44 +10,26 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from labgap.methods import MethodSpec, preset_name
-from labgap.store import Store, to_frame
-from labgap.taskspec import TaskSpec
-from labgap.w2s import TrialResult, W2SEngine, code_version
-
-
-def recorded_trials(
-    store: Store, study_id: str, task: TaskSpec
-) -> dict[tuple[str, int], TrialResult]:
-    rows = store.query(
-        "SELECT * FROM trials WHERE study_id = ? AND task_hash = ?", [study_id, task.task_hash]
-    )
-    return {
-        (row["method_hash"], row["seed"]): TrialResult.model_validate(row)
-        for row in rows.iter_rows(named=True)
-    }
+from labgap.data.tasks import TaskSpec
+from labgap.engine.w2s import TrialResult
+from labgap.methods.spec import MethodSpec, preset_name
+from labgap.trials import TrialBook
 
 
 def run_comparison(
-    engine: W2SEngine,
-    store: Store,
-    study_id: str,
+    book: TrialBook,
     task: TaskSpec,
     methods: list[MethodSpec],
     seeds: list[int],
     on_trial: Callable[[TrialResult, bool], None] | None = None,
 ) -> list[TrialResult]:
-    """Every (method, seed) trial, seed-major so each seed's teacher and ceiling are reused."""
-    done = recorded_trials(store, study_id, task)
-    version = code_version()
+    """Every (method, seed) trial, seed-major so each seed's teacher and ceiling are reused;
+    `on_trial` hears of each with whether it was already recorded."""
     results: list[TrialResult] = []
     for seed in seeds:
         for method in methods:
-            key = (method.method_hash, seed)
-            reused = key in done
-            result = done[key] if reused else engine.run(task, method, seed)
-            if not reused:
-                store.insert("trials", to_frame([result], study_id=study_id, code_version=version))
+            reused = book.has(task, method, seed)
+            (result,) = book.trials(task, [method], [seed], "adhoc", f"seed{seed}")
             results.append(result)
             if on_trial:
                 on_trial(result, reused)

@@ -1,15 +1,12 @@
-"""Task generation: from a validated StudyConfig to a fully specified study plan and its rows."""
+"""Stage 1, task generation: from a validated StudyConfig to a fully specified study plan."""
 
-import json
-
-import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from labgap.datasets import load_dataset
-from labgap.directions import ResearchDirection, assign_directions
-from labgap.study import StudyConfig
-from labgap.taskspec import TaskSpec
-from labgap.w2s import code_version
+from labgap.config import StudyConfig
+from labgap.data.datasets import load_dataset
+from labgap.data.tasks import TaskSpec
+from labgap.search.directions import ResearchDirection, assign_directions
+from labgap.version import code_version
 
 
 class PlannedTask(BaseModel):
@@ -70,63 +67,4 @@ def build_plan(config: StudyConfig) -> StudyPlan:
             for agent_id, direction in enumerate(directions)
         ],
         code_version=code_version(),
-    )
-
-
-def study_row(plan: StudyPlan) -> pl.DataFrame:
-    config = plan.config
-    shas = {task.spec.name: task.dataset_sha256 for task in [plan.lab, *plan.targets]}
-    return pl.DataFrame(
-        [
-            {
-                "study_id": plan.study_id,
-                "name": config.name,
-                "profile": config.profile,
-                "seed": config.seed,
-                "agent_backend": config.agent_backend,
-                "config_json": config.model_dump_json(),
-                "config_hash": config.config_hash,
-                "code_version": plan.code_version,
-                "dataset_sha256s": json.dumps(shas, sort_keys=True),
-                "status": "running",
-            }
-        ]
-    )
-
-
-def task_rows(plan: StudyPlan) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "study_id": plan.study_id,
-                "task": task.spec.name,
-                "role": task.role,
-                "task_hash": task.spec.task_hash,
-                "spec_json": task.spec.model_dump_json(),
-                "dataset": task.spec.dataset.name
-                if task.spec.dataset.source == "builtin"
-                else str(task.spec.dataset.path),
-                "dataset_sha256": task.dataset_sha256,
-                "n_rows": task.n_rows,
-                "n_classes": task.n_classes,
-            }
-            for task in [plan.lab, *plan.targets]
-        ]
-    )
-
-
-def agent_rows(plan: StudyPlan) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "study_id": plan.study_id,
-                "agent_id": agent.agent_id,
-                "direction": agent.direction.key,
-                "direction_json": agent.direction.model_dump_json(),
-                "backend": plan.config.agent_backend,
-                "sampler_seed": agent.sampler_seed,
-                "scoring_budget": plan.config.budget,
-            }
-            for agent in plan.agents
-        ]
     )

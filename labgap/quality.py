@@ -1,5 +1,5 @@
 """Data-quality gates: each stage's frame is checked against its GX suite before the next stage
-reads it (DESIGN.md §8).
+reads it.
 
 Why it is built this way:
 
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from labgap.errors import LabgapInputError
 
-STAGES = ("tasks", "trials", "scoring", "transfer_trials", "gap_results")
+STAGES = ("tasks", "trials", "leaderboard", "transfer_trials", "gap_results")
 
 _CHECK_ID = "labgap_check_id"
 """Meta key that carries a check's stable id through GX (results come back in another order)."""

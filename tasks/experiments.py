@@ -7,9 +7,10 @@ import sys
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from labgap.methods import MethodSpec
-from labgap.taskspec import TaskSpec
-from labgap.w2s import TorchThreads, TrialResult, W2SEngine
+from labgap.data.tasks import TaskSpec
+from labgap.engine.model import TorchThreads
+from labgap.engine.w2s import TrialResult, W2SEngine
+from labgap.methods.spec import MethodSpec
 from tasks.retry import RETRY_OPTIONS
 
 _engine: W2SEngine | None = None
@@ -60,3 +61,14 @@ def prepare_reference(task_spec: TaskSpec, seed: int) -> bool:
 )
 def run_experiment(task_spec: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
     return engine().run(task_spec, method, seed)
+
+
+@task(name="start-worker", cache_policy=NO_CACHE)
+def start_worker() -> bool:
+    """A first, empty task run: starts a worker while the flow, not a stage, is submitting.
+
+    Prefect's process pool captures the submitting context once, at its first submission; from
+    inside a stage task that context would carry the stage's arguments (the database, the agents),
+    which cannot be pickled into a worker process.
+    """
+    return engine() is not None

@@ -1,29 +1,22 @@
-"""Stage tasks that run in the flow process: planning, agents, scoring, gates, analysis.
+"""The study's stages as Prefect tasks, one each, run in the flow process.
 
-They stay in the flow process on purpose: agents keep state between rounds, the scorer holds the
-budgets, and great-expectations contexts are not thread-safe.
+They stay in the flow process on purpose: agents keep state between rounds, the lab holds the
+budgets, and great-expectations contexts are not thread-safe. None is retried as a whole: the
+experiments and agent rounds inside them retry on their own.
 """
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from labgap.agents.base import Agent, ForumPost, Proposal
-from labgap.gap import analyse_transfer
 from labgap.plan import build_plan
 from labgap.quality import validate_stage
-from tasks.retry import RETRY_OPTIONS
+from labgap.stages import analyse, confirm, search, transfer
 
-generate_tasks = task(build_plan, name="generate-tasks", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+plan_stage = task(build_plan, name="1-plan", cache_policy=NO_CACHE)
+search_stage = task(search, name="2-search", cache_policy=NO_CACHE)
+confirm_stage = task(confirm, name="3-confirm", cache_policy=NO_CACHE)
+transfer_stage = task(transfer, name="4-transfer", cache_policy=NO_CACHE)
+analyse_stage = task(analyse, name="5-analyse", cache_policy=NO_CACHE)
 quality_gate = task(
     validate_stage, name="quality-gate", cache_policy=NO_CACHE, task_run_name="gate-{stage}"
 )
-gap_analysis = task(analyse_transfer, name="gap-analysis", cache_policy=NO_CACHE)
-
-
-@task(
-    name="agent-propose",
-    cache_policy=NO_CACHE,
-    task_run_name="agent{agent.agent_id}-round{round_index}",
-)
-def agent_propose(agent: Agent, round_index: int, n: int, forum: list[ForumPost]) -> list[Proposal]:
-    return agent.propose(round_index, n, forum)

@@ -10,9 +10,9 @@ os.environ.setdefault("LABGAP_DATA_DIR", str(Path(__file__).resolve().parent.par
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from labgap.datasets import BuiltinDataset  # noqa: E402
-from labgap.features import NumericView, PixelSummaryView  # noqa: E402
-from labgap.taskspec import SplitSizes, TaskSpec, TrainingRecipe  # noqa: E402
+from labgap.data.datasets import BuiltinDataset  # noqa: E402
+from labgap.data.features import NumericView, PixelSummaryView  # noqa: E402
+from labgap.data.tasks import SplitSizes, TaskSpec, TrainingRecipe  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +56,24 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def tiny_study_tasks(tiny_binary_task, tiny_multiclass_task):
     """A lab task, a held-out task and a production variant, all small enough to train in ms."""
-    from labgap.taskspec import WeakModel
+    from labgap.data.tasks import WeakModel
 
     noisy = tiny_binary_task.model_copy(
         update={"name": "tiny-noisy", "weak_model": WeakModel(label_noise=0.2)}
     )
     return tiny_binary_task, tiny_multiclass_task, noisy
+
+
+@pytest.fixture(scope="session")
+def report_studies(tiny_study_tasks, tmp_path_factory, prefect_harness):
+    """Three small studies in one database, built once: two finished by the real flow a week
+    apart, one interrupted after its search (see tests/studies.py)."""
+    from studies import make_studies
+
+    folder = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABGAP_DATA_DIR", str(folder / "data"))
+        return make_studies(tiny_study_tasks, folder)
 
 
 _exit_status = {"code": 0}

@@ -6,13 +6,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from db import count_rows
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from labgap.store import Store
-from labgap.study import StudyConfig
+from labgap.config import StudyConfig
+from labgap.store.connection import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,5 +91,5 @@ def test_quick_deployment_runs_with_parameters_and_leaves_artifacts_and_rows(
     with Store(db) as store:
         study = store.query("SELECT status, seed, overall_verdict FROM studies").row(0, named=True)
         assert study["status"] == "completed" and study["seed"] == 5
-        assert store.count("gap_results") == 1 + 2 + 1
-        assert store.count("transfer_trials") == 3 * 3
+        assert count_rows(store, "gap_results") == 1 + 2 + 1
+        assert count_rows(store, "transfer_trials") == 3 * 3

@@ -17,7 +17,8 @@ from labgap.quality import (
     load_suite,
     validate_stage,
 )
-from labgap.store import Store, to_frame
+from labgap.store.connection import Store
+from labgap.store.rows import to_frame
 
 STUDY = "study-1"
 SHA = "3f" * 32
@@ -75,7 +76,7 @@ def trials_frame(n: int = 40) -> pl.DataFrame:
     )
 
 
-def scoring_frame() -> pl.DataFrame:
+def leaderboard_frame() -> pl.DataFrame:
     return pl.DataFrame(
         {
             "study_id": [STUDY] * 3,
@@ -151,7 +152,7 @@ def gap_frame() -> pl.DataFrame:
 BUILDERS = {
     "tasks": tasks_frame,
     "trials": trials_frame,
-    "scoring": scoring_frame,
+    "leaderboard": leaderboard_frame,
     "transfer_trials": transfer_frame,
     "gap_results": gap_frame,
 }
@@ -263,9 +264,9 @@ def test_tasks_need_exactly_one_lab_task():
     )
 
 
-def test_scoring_needs_a_standard_error_from_two_seeds_on():
-    frame = scoring_frame().with_columns(se_dev_pgr=pl.lit(None, dtype=pl.Float64))
-    error = gate_error("scoring", frame)
+def test_leaderboard_needs_a_standard_error_from_two_seeds_on():
+    frame = leaderboard_frame().with_columns(se_dev_pgr=pl.lit(None, dtype=pl.Float64))
+    error = gate_error("leaderboard", frame)
     assert "expect_column_values_to_not_be_null on column 'se_dev_pgr': 2 unexpected of 2 rows" in (
         str(error)
     )
@@ -307,7 +308,7 @@ def test_warnings_are_recorded_but_never_raise():
 
 
 def test_checks_are_rows_of_the_quality_checks_table():
-    result = validate_stage("scoring", scoring_frame(), STUDY)
+    result = validate_stage("leaderboard", leaderboard_frame(), STUDY)
     with Store(":memory:") as store:
         for batch, new_rows in [
             ("round-0", len(result.checks)),
@@ -319,7 +320,7 @@ def test_checks_are_rows_of_the_quality_checks_table():
 
 
 def test_the_gate_error_survives_pickling():
-    error = gate_error("scoring", scoring_frame().with_columns(rank=pl.lit(0)))
+    error = gate_error("leaderboard", leaderboard_frame().with_columns(rank=pl.lit(0)))
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.stage, copy.failures) == (str(error), error.stage, error.failures)
 

@@ -1,4 +1,4 @@
-"""Calibration suite for labgap.stats: simulated studies with known truth (DESIGN.md §7).
+"""Calibration suite for labgap.stats: simulated studies with known truth.
 
 Every simulated study goes through `paired_effect` and `decide`, the functions `analyse_gap`
 itself uses (the last test checks that on a few studies), vectorised over thousands of studies.
@@ -15,24 +15,14 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+from test_stats_intervals import fieller_covers
 
-from labgap.stats import (
-    FAILED,
-    REPLICATED,
-    VERDICTS,
-    Effect,
-    GapConfig,
-    SeedResult,
-    TaskSample,
-    analyse_gap,
-    decide,
-    decision_power,
-    fieller_covers,
-    fieller_interval,
-    hybrid_winner,
-    paired_effect,
-    t_interval,
-)
+from labgap.stats.analysis import analyse_gap
+from labgap.stats.decision import decide
+from labgap.stats.intervals import Effect, fieller_interval, paired_effect, t_interval
+from labgap.stats.power import decision_power
+from labgap.stats.schemas import FAILED, REPLICATED, VERDICTS, GapConfig, SeedResult, TaskSample
+from labgap.stats.winners import hybrid_winner
 
 ALPHA = 0.05
 RHO_MIN = 0.5

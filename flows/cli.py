@@ -1,0 +1,252 @@
+"""The `labgap` command line."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labgap.data.datasets import BuiltinDataset, load_dataset
+from labgap.data.features import EmbeddingView, build_view
+from labgap.data.tasks import BUILTIN_TASKS, resolve_task, split_indices
+from labgap.errors import LabgapInputError
+from labgap.methods.spec import resolve_method
+
+app = typer.Typer(help="Lab-to-production replication studies of weak-to-strong supervision.")
+data_app = typer.Typer(help="Fetch and verify the offline datasets.")
+app.add_typer(data_app, name="data")
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="DuckDB file (default data/labgap.duckdb)")
+]
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def open_store(db: Path | None):
+    from labgap.store.connection import Store
+
+    try:
+        return Store(db)
+    except RuntimeError as error:
+        fail(str(error))
+
+
+@app.command("tasks")
+def list_tasks() -> None:
+    """List the built-in tasks with their sizes."""
+    table = Table("task", "dataset", "rows", "classes", "weak-train", "w2s-train", "dev", "test")
+    for task in BUILTIN_TASKS.values():
+        dataset = load_dataset(task.dataset)
+        splits = split_indices(task, len(dataset), seed=0)
+        table.add_row(
+            task.name,
+            dataset.name,
+            str(len(dataset)),
+            str(dataset.n_classes),
+            *(str(len(splits[name])) for name in ("weak_train", "w2s_train", "dev", "test")),
+        )
+    console.print(table)
+
+
+@data_app.command("pull")
+def pull() -> None:
+    """Fetch, verify and embed every dataset the built-in tasks use."""
+    for task in BUILTIN_TASKS.values():
+        dataset = load_dataset(task.dataset)
+        if isinstance(task.strong_view, EmbeddingView):
+            build_view(task.strong_view, dataset, fit_rows=[])
+    for name in ("rotten-tomatoes", "bbc-news", "digits", "breast-cancer"):
+        dataset = load_dataset(BuiltinDataset(name=name))
+        console.print(f"{name}: {len(dataset)} rows, sha256 {dataset.sha256} verified")
+
+
+@app.command("experiment")
+def experiment(
+    task: Annotated[
+        str, typer.Option(help="built-in task name or a TaskSpec .yaml/.json")
+    ] = "rt-lab",
+    method: Annotated[
+        list[str] | None,
+        typer.Option(help="preset name or MethodSpec JSON; repeat; first = baseline"),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="number of seeds")] = 5,
+    first_seed: Annotated[
+        int, typer.Option(min=0, help="seeds are first_seed, first_seed+1, ...")
+    ] = 0,
+    study_id: Annotated[str, typer.Option(help="rows are recorded under this study id")] = "adhoc",
+    db: DbOption = None,
+) -> None:
+    """Compare methods on one task with paired seeds; record every trial."""
+    from labgap.engine.w2s import W2SEngine
+    from labgap.experiment import method_label, run_comparison, summarise
+    from labgap.store.record import StudyRecorder, recorded_trials
+    from labgap.trials import LocalExecutor, TrialBook
+    from labgap.version import code_version
+
+    try:
+        spec = resolve_task(task)
+        methods = [resolve_method(m) for m in (method or ["vanilla", "logconf"])]
+    except (LabgapInputError, ValueError) as error:
+        fail(str(error))
+    if len({m.method_hash for m in methods}) < len(methods):
+        fail("the same method was given twice; give each method once")
+    seed_list = list(range(first_seed, first_seed + seeds))
+    with open_store(db) as store:
+
+        def report(result, reused):
+            label = method_label(resolve_method(result.method_json))
+            source = "recorded" if reused else f"{result.wall_seconds:.1f}s"
+            pgr = "undefined" if result.pgr_test is None else f"{result.pgr_test:+.3f}"
+            console.print(f"  seed {result.seed} {label:<12} PGR(test) {pgr}  ({source})")
+
+        console.print(f"{spec.name}: {len(methods)} method(s) × {len(seed_list)} seed(s)")
+        recorder = StudyRecorder(store, study_id, code_version())
+        book = TrialBook(
+            LocalExecutor(W2SEngine()), recorded_trials(store, study_id), recorder.trials
+        )
+        results = run_comparison(book, spec, methods, seed_list, report)
+        summary = summarise(results, methods)
+        path = store.path
+    table = Table(
+        "method",
+        "seeds",
+        "weak acc",
+        "ceiling acc",
+        "PGR dev",
+        "PGR test",
+        "Δ PGR vs first [95% CI]",
+    )
+    for row in summary.iter_rows(named=True):
+        diff = "—"
+        if row["diff_ci_low"] is not None:
+            diff = f"{row['diff_vs_first']:+.3f} [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}]"
+        table.add_row(
+            row["method"],
+            str(row["seeds"]),
+            f"{row['weak_acc']:.3f} ± {row['weak_sd'] or 0:.3f}",
+            f"{row['ceiling_acc']:.3f} ± {row['ceiling_sd'] or 0:.3f}",
+            f"{row['pgr_dev']:.3f}",
+            f"{row['pgr_test']:.3f} ± {row['pgr_sd'] or 0:.3f}",
+            diff,
+        )
+    console.print(table)
+    console.print(f"trials recorded in {path} (study id {study_id!r})")
+
+
+@app.command("run")
+def run(
+    profile: Annotated[str, typer.Option(help="quick | default | full")] = "default",
+    config: Annotated[Path | None, typer.Option(help="StudyConfig YAML/JSON file")] = None,
+    study_id: Annotated[str | None, typer.Option(help="resume or name this study id")] = None,
+    seed: Annotated[int | None, typer.Option(help="study seed")] = None,
+    agents: Annotated[str | None, typer.Option(help="agent backend: embedded | claude")] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel experiment processes")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run (or resume) a replication study and print its verdict."""
+    from labgap.config import load_study_config
+    from labgap.llm.settings import api_key_from_env
+
+    try:
+        study = load_study_config(
+            config,
+            profile=profile if config is None or profile != "default" else None,
+            study_id=study_id,
+            seed=seed,
+            agent_backend=agents,
+            workers=workers,
+        )
+        if study.agent_backend == "claude":
+            api_key_from_env()
+    except LabgapInputError as error:
+        fail(str(error))
+    from flows.api import local_prefect_api
+    from flows.study import replication_study
+
+    with local_prefect_api():
+        summary = replication_study(config=study, db_path=str(db) if db else None)
+    print_summary(summary)
+
+
+@app.command("report")
+def report(
+    study_id: Annotated[str | None, typer.Argument(help="default: the latest study")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print a study's report (and write it with its plots under data/reports/<study id>/)."""
+    from labgap.reporting.data import latest_study_id, load_report_data
+    from labgap.reporting.markdown import write_report
+
+    with open_store(db) as store:
+        chosen = study_id or latest_study_id(store)
+        if chosen is None:
+            fail(f"no studies in {store.path}; run `labgap run` first")
+        try:
+            files = write_report(load_report_data(store, chosen))
+        except LabgapInputError as error:
+            fail(str(error))
+    print(files.markdown.read_text())
+    print(f"\n(report and plots in {files.folder})")
+
+
+def print_summary(summary) -> None:
+    def number(value, digits=3):
+        return "—" if value is None else f"{value:+.{digits}f}"
+
+    console.print(f"\n[bold]study {summary.study_id}[/bold] ({summary.status})")
+    console.print(f"lab baseline (vanilla) dev PGR: {number(summary.baseline_dev_pgr)}")
+    console.print(
+        f"winner ({summary.winner_family}): naive dev PGR {number(summary.winner_dev_pgr)}, "
+        f"fresh-seed test PGR {number(summary.winner_fresh_test_pgr)} "
+        f"(vanilla {number(summary.baseline_fresh_test_pgr)})"
+    )
+    console.print(
+        f"lab effect on fresh seeds: {number(summary.lab_effect)} "
+        f"[95% CI {number(summary.lab_ci95_low)}, {number(summary.lab_ci95_high)}]; "
+        f"naive (selected, upward-biased): {number(summary.naive_lab_effect)}"
+    )
+    table = Table("target", "role", "seeds", "effect [95% CI]", "transfer ratio", "verdict")
+    for target in summary.targets:
+        table.add_row(
+            target.target,
+            target.role or "",
+            str(target.n),
+            f"{number(target.effect)} [{number(target.ci95_low)}, {number(target.ci95_high)}]",
+            number(target.rho, 2),
+            target.verdict or "",
+        )
+    console.print(table)
+    console.print(f"[bold]overall verdict: {summary.overall_verdict}[/bold]")
+    for reason in summary.overall_reasons:
+        console.print(f"  {reason}")
+    if summary.hacking_flags:
+        console.print(f"reward-hacking flags on the winner: {', '.join(summary.hacking_flags)}")
+    console.print(f"database: {summary.database}")
+
+
+def main() -> None:
+    """Console entry point: leave as soon as the command is done.
+
+    By then everything is on disk and the Prefect API has every log and event; the interpreter's
+    teardown after a flow would only print pages of duckdb/nanobind "leaked instances" warnings
+    below the verdict.
+    """
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

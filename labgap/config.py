@@ -1,0 +1,216 @@
+"""The study configuration: what a replication study runs, validated before anything runs.
+
+Profiles (`quick`, `default`, `full`) are named starting points; any field given explicitly wins.
+The study id defaults to the study name plus a hash of the configuration, so re-running the same
+configuration resumes the same study instead of starting a new one.
+"""
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labgap.data.tasks import BUILTIN_TASKS, TaskSpec, read_config_file, resolve_task
+from labgap.errors import LabgapInputError
+from labgap.llm.settings import ClaudeSettings
+
+Profile = Literal["quick", "default", "full"]
+AgentBackend = Literal["embedded", "claude"]
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "n_agents": 3,
+        "rounds": 2,
+        "proposals_per_round": 1,
+        "quick_seeds": 2,
+        "confirmation_seeds": 4,
+        "heldout_tasks": ["bbc-heldout", "digits-heldout"],
+        "production_targets": ["rt-noisy-teacher"],
+    },
+    "default": {
+        "n_agents": 9,
+        "rounds": 3,
+        "proposals_per_round": 1,
+        "quick_seeds": 2,
+        "confirmation_seeds": 6,
+    },
+    "full": {
+        "n_agents": 9,
+        "rounds": 6,
+        "proposals_per_round": 2,
+        "quick_seeds": 3,
+        "confirmation_seeds": 12,
+    },
+}
+
+TaskRef = str | TaskSpec
+
+
+class StudyConfig(BaseModel):
+    """A replication study: lab search by agents, fresh-seed confirmation, transfer, verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(
+        "rt-replication",
+        min_length=1,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="studies with the same name form a history (gap trend, alerts)",
+    )
+    study_id: str | None = Field(
+        None,
+        max_length=120,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="leave empty for name + config hash; give an existing id to resume it",
+    )
+    profile: Profile = Field("default", description="named starting point for the sizes below")
+    seed: int | None = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="every seed in the study derives from it; empty: the run's date (recurring runs)",
+    )
+    lab_task: TaskRef = Field("rt-lab", description="where the agents search")
+    heldout_tasks: list[TaskRef] = Field(
+        default_factory=lambda: ["bbc-heldout", "digits-heldout"],
+        description="other data the lab winner is tried on",
+    )
+    production_targets: list[TaskRef] = Field(
+        default_factory=lambda: ["rt-long-recipe", "rt-noisy-teacher"],
+        description="production-like variants of the lab task",
+    )
+    n_agents: int = Field(9, ge=1, le=32, description="parallel research agents")
+    rounds: int = Field(3, ge=1, le=50, description="propose → run → score → post cycles")
+    proposals_per_round: int = Field(1, ge=1, le=20, description="methods per agent per round")
+    quick_seeds: int = Field(2, ge=1, le=20, description="seeds per proposal during the search")
+    confirmation_seeds: int = Field(
+        6, ge=2, le=100, description="fresh paired seeds for the winner-vs-vanilla checks"
+    )
+    scoring_budget: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="dev-scoring calls per agent (default: rounds × proposals)",
+    )
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="family-wise error rate of verdicts")
+    rho_min: float = Field(
+        0.5, ge=0.0, le=1.0, description="pre-registered share of the lab effect a target must keep"
+    )
+    agent_backend: AgentBackend = Field(
+        "embedded", description="who proposes methods: embedded (offline) or claude (API key)"
+    )
+    claude: ClaudeSettings = Field(
+        default_factory=ClaudeSettings,
+        description="model, limits, prices and budgets of the claude backend",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=64, description="parallel experiment workers (default: CPU count)"
+    )
+    executor: Literal["process", "thread"] = Field(
+        "process", description="experiments in worker processes (parallel) or threads (debugging)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            profile = data.get("profile", "default")
+            if profile in PROFILES:
+                data = {**PROFILES[profile], **data}
+        return data
+
+    @field_validator("lab_task", "heldout_tasks", "production_targets")
+    @classmethod
+    def _known_tasks(cls, value):
+        for ref in value if isinstance(value, list) else [value]:
+            if isinstance(ref, str) and ref not in BUILTIN_TASKS:
+                raise ValueError(
+                    f"unknown task {ref!r}; built-in tasks: {', '.join(sorted(BUILTIN_TASKS))}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_tasks(self) -> "StudyConfig":
+        names = [task.name for task in self.targets()] + [self.lab().name]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be distinct across lab and targets: {names}")
+        if not self.heldout_tasks and not self.production_targets:
+            raise ValueError("give at least one held-out task or production target")
+        return self
+
+    def with_resolved_seed(self, today: date | None = None) -> "StudyConfig":
+        """A recurring study (seed left empty) gets fresh seeds each day: days since 2024-01-01."""
+        if self.seed is not None:
+            return self
+        day = today or datetime.now(UTC).date()
+        return self.model_copy(update={"seed": (day - date(2024, 1, 1)).days})
+
+    def lab(self) -> TaskSpec:
+        return as_task(self.lab_task)
+
+    def targets(self) -> list[TaskSpec]:
+        return [as_task(ref) for ref in [*self.heldout_tasks, *self.production_targets]]
+
+    def target_roles(self) -> dict[str, str]:
+        roles = {as_task(ref).name: "heldout" for ref in self.heldout_tasks}
+        roles.update({as_task(ref).name: "production" for ref in self.production_targets})
+        return roles
+
+    @property
+    def budget(self) -> int:
+        return self.scoring_budget or self.rounds * self.proposals_per_round
+
+    @property
+    def config_hash(self) -> str:
+        body = self.model_dump(mode="json", exclude={"study_id", "workers", "executor"})
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def resolved_study_id(self) -> str:
+        return self.study_id or f"{self.name}-{self.config_hash}"
+
+    def search_seeds(self, count: int | None = None) -> list[int]:
+        return [self.seed * 1000 + i for i in range(count or self.quick_seeds)]
+
+    def fresh_seeds(self) -> list[int]:
+        """Seeds never used in the search: the winner's-curse check and transfer trials use them."""
+        return [self.seed * 1000 + 500 + i for i in range(self.confirmation_seeds)]
+
+
+def as_task(ref: TaskRef) -> TaskSpec:
+    return ref if isinstance(ref, TaskSpec) else resolve_task(ref)
+
+
+def describe_errors(error: ValidationError, source: str) -> str:
+    """Every invalid field at once, by name, with what was expected."""
+    lines = [f"{source}: {error.error_count()} invalid field(s):"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(config)"
+        limits = item.get("ctx") or {}
+        expected = ", ".join(f"{k} {v}" for k, v in limits.items() if k != "error")
+        lines.append(f"  - {field}: {item['msg']}" + (f" ({expected})" if expected else ""))
+    return "\n".join(lines)
+
+
+def load_study_config(path: Path | None = None, **overrides: Any) -> StudyConfig:
+    """A config from a YAML/JSON file (optional) with overrides on top; errors listed at once."""
+    body: dict[str, Any] = read_config_file(path, "config file") if path else {}
+    body.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return StudyConfig.model_validate(body)
+    except ValidationError as error:
+        raise LabgapInputError(
+            describe_errors(error, str(path) if path else "study config")
+        ) from error

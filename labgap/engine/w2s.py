@@ -1,0 +1,239 @@
+"""The weak-to-strong experiment engine: weak teacher, strong student, ceiling, PGR.
+
+Ground truth stays inside the engine package: callers get accuracies and PGR, never labels. The
+teacher's labels and the ceiling do not depend on the method, so they are computed once per (task,
+seed) and cached in memory and on disk; each further method costs one student training.
+"""
+
+import hashlib
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from labgap.data.datasets import Dataset, load_dataset
+from labgap.data.features import build_view
+from labgap.data.tasks import TaskSpec, TrainingRecipe, split_indices
+from labgap.engine.model import MLP, TorchThreads, train_student
+from labgap.engine.targets import noisy_labels, one_hot, shape_targets
+from labgap.methods.spec import MethodSpec
+from labgap.paths import cache_dir
+
+ENGINE_VERSION = "2"
+RECIPE_FIELDS = ("epochs", "lr", "weight_decay", "hidden", "dropout", "batch_size")
+
+
+def pgr(weak_acc: float, ceiling_acc: float, student_acc: float) -> float | None:
+    """Performance gap recovered; None when undefined (the ceiling does not beat the teacher)."""
+    gap = ceiling_acc - weak_acc
+    if gap <= 0:
+        return None
+    return (student_acc - weak_acc) / gap
+
+
+class TrialResult(BaseModel):
+    """One task × method × seed experiment, as the pipeline measured it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    task_hash: str
+    method_hash: str
+    method_json: str
+    seed: int
+    weak_acc_dev: float
+    weak_acc_test: float
+    ceiling_acc_dev: float
+    ceiling_acc_test: float
+    student_acc_dev: float
+    student_acc_test: float
+    student_top_class_share: float
+    pgr_dev: float | None
+    pgr_test: float | None
+    wall_seconds: float
+    teacher_cached: bool
+    dataset_sha256: str
+
+
+@dataclass(frozen=True)
+class TeacherAndCeiling:
+    """What a (task, seed) costs once: the teacher's labels on w2s-train and both reference scores."""
+
+    teacher_probs: np.ndarray
+    weak_acc_dev: float
+    weak_acc_test: float
+    ceiling_acc_dev: float
+    ceiling_acc_test: float
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    dataset: Dataset
+    strong_features: np.ndarray
+    splits: dict[str, np.ndarray]
+
+
+def effective_recipe(recipe: TrainingRecipe, method: MethodSpec | None) -> TrainingRecipe:
+    """The recipe with the method's training settings applied, unless production fixes it."""
+    if method is None or recipe.fixed:
+        return recipe
+    overrides = {f: getattr(method, f) for f in RECIPE_FIELDS if getattr(method, f) is not None}
+    return recipe.model_copy(update=overrides)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float((probs.argmax(axis=1) == labels).mean())
+
+
+def top_class_share(probs: np.ndarray) -> float:
+    """Share of predictions in the most predicted class: near 1 means a collapsed student."""
+    return float(np.bincount(probs.argmax(axis=1)).max() / len(probs))
+
+
+class W2SEngine:
+    """Runs experiments; owns the teacher/ceiling cache and counts what it trains."""
+
+    def __init__(self, disk_cache: bool = True, workers: int = 1):
+        self.disk_cache = disk_cache
+        self.workers = workers
+        self.training_counts: Counter[str] = Counter()
+        self._memory: dict[str, TeacherAndCeiling] = {}
+        self._data: dict[tuple[str, int], PreparedData] = {}
+        self._lock = threading.Lock()
+
+    def data(self, task: TaskSpec, seed: int) -> PreparedData:
+        key = (task.task_hash, seed)
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        dataset = load_dataset(task.dataset)
+        if task.subset:
+            dataset = dataset.subset(task.subset, seed=0)
+        splits = split_indices(task, len(dataset), seed)
+        strong = build_view(task.strong_view, dataset, splits["w2s_train"])
+        prepared = PreparedData(dataset, strong, splits)
+        with self._lock:
+            self._data[key] = prepared
+        return prepared
+
+    def cache_key(self, task: TaskSpec, dataset: Dataset, seed: int) -> str:
+        raw = f"{ENGINE_VERSION}|{task.task_hash}|{dataset.sha256}|{seed}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    def teacher_and_ceiling(self, task: TaskSpec, seed: int) -> tuple[TeacherAndCeiling, bool]:
+        """The cached teacher labels and reference scores for (task, seed); True if cached."""
+        data = self.data(task, seed)
+        key = self.cache_key(task, data.dataset, seed)
+        if key in self._memory:
+            return self._memory[key], True
+        path = cache_dir("w2s") / f"{key}.npz"
+        if self.disk_cache and path.is_file():
+            stored = np.load(path)
+            entry = TeacherAndCeiling(
+                teacher_probs=stored["teacher_probs"],
+                **{name: float(stored[name]) for name in TEACHER_SCORES},
+            )
+            self._memory[key] = entry
+            return entry, True
+        entry = self._compute_teacher_and_ceiling(task, data, seed)
+        self._memory[key] = entry
+        if self.disk_cache:
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.partial.npz")
+            np.savez(
+                partial,
+                teacher_probs=entry.teacher_probs,
+                **{name: getattr(entry, name) for name in TEACHER_SCORES},
+            )
+            partial.replace(path)
+        return entry, False
+
+    def _compute_teacher_and_ceiling(
+        self, task: TaskSpec, data: PreparedData, seed: int
+    ) -> TeacherAndCeiling:
+        from sklearn.linear_model import LogisticRegression
+
+        TorchThreads.configure(self.workers)
+        labels = data.dataset.labels
+        n_classes = data.dataset.n_classes
+        splits = data.splits
+        weak_view = build_view(task.weak_view, data.dataset, splits["weak_train"])
+        weak_labels = noisy_labels(
+            labels[splits["weak_train"]], n_classes, task.weak_model.label_noise, seed
+        )
+        weak = LogisticRegression(C=task.weak_model.C, max_iter=2000)
+        weak.fit(weak_view[splits["weak_train"]], weak_labels)
+        self.training_counts["weak"] += 1
+
+        def weak_probs(split: str) -> np.ndarray:
+            probs = np.zeros((len(splits[split]), n_classes), dtype=np.float32)
+            probs[:, weak.classes_] = weak.predict_proba(weak_view[splits[split]])
+            return probs
+
+        w2s_rows = splits["w2s_train"]
+        ceiling = train_student(
+            data.strong_features[w2s_rows],
+            one_hot(labels[w2s_rows], n_classes),
+            task.recipe,
+            MethodSpec(),
+            seed,
+        )
+        self.training_counts["ceiling"] += 1
+        return TeacherAndCeiling(
+            teacher_probs=weak_probs("w2s_train"),
+            weak_acc_dev=accuracy(weak_probs("dev"), labels[splits["dev"]]),
+            weak_acc_test=accuracy(weak_probs("test"), labels[splits["test"]]),
+            ceiling_acc_dev=self._score(ceiling, data, "dev"),
+            ceiling_acc_test=self._score(ceiling, data, "test"),
+        )
+
+    @staticmethod
+    def _score(model: MLP, data: PreparedData, split: str) -> float:
+        rows = data.splits[split]
+        return accuracy(model.predict_proba(data.strong_features[rows]), data.dataset.labels[rows])
+
+    def run(self, task: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
+        """One experiment: the student trained with `method` on the teacher's labels, scored."""
+        started = time.perf_counter()
+        TorchThreads.configure(self.workers)
+        reference, cached = self.teacher_and_ceiling(task, seed)
+        data = self.data(task, seed)
+        recipe = effective_recipe(task.recipe, method)
+        w2s_features = data.strong_features[data.splits["w2s_train"]]
+        teacher = reference.teacher_probs
+        for round_index in range(method.self_training_rounds + 1):
+            rows, targets = shape_targets(teacher, w2s_features, method)
+            student = train_student(
+                w2s_features[rows], targets, recipe, method, seed + 7919 * round_index
+            )
+            self.training_counts["student"] += 1
+            teacher = student.predict_proba(w2s_features)
+        dev_acc = self._score(student, data, "dev")
+        test_rows = data.splits["test"]
+        test_probs = student.predict_proba(data.strong_features[test_rows])
+        test_acc = accuracy(test_probs, data.dataset.labels[test_rows])
+        return TrialResult(
+            task=task.name,
+            task_hash=task.task_hash,
+            method_hash=method.method_hash,
+            method_json=method.canonical_json(),
+            seed=seed,
+            weak_acc_dev=reference.weak_acc_dev,
+            weak_acc_test=reference.weak_acc_test,
+            ceiling_acc_dev=reference.ceiling_acc_dev,
+            ceiling_acc_test=reference.ceiling_acc_test,
+            student_acc_dev=dev_acc,
+            student_acc_test=test_acc,
+            student_top_class_share=top_class_share(test_probs),
+            pgr_dev=pgr(reference.weak_acc_dev, reference.ceiling_acc_dev, dev_acc),
+            pgr_test=pgr(reference.weak_acc_test, reference.ceiling_acc_test, test_acc),
+            wall_seconds=time.perf_counter() - started,
+            teacher_cached=cached,
+            dataset_sha256=data.dataset.sha256,
+        )
+
+
+TEACHER_SCORES = ("weak_acc_dev", "weak_acc_test", "ceiling_acc_dev", "ceiling_acc_test")

@@ -1,0 +1,322 @@
+"""Study reports: a markdown page and three figures per study, rendered from a `ReportData`.
+
+Everything comes from the database through `load_report_data`, never from a flow's memory, so a
+report can be written for any study at any time (finished, failed or still running) and says what
+is missing instead of crashing. Nothing here queries anything.
+"""
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from labgap.methods.spec import MethodSpec
+from labgap.paths import data_dir
+from labgap.reporting.data import GapRow, ReportData, StudyRow, finite
+from labgap.reporting.figures import (
+    plot_forest,
+    plot_gap_trend,
+    plot_research_progress,
+    save_figure,
+)
+from labgap.search.agent import describe_method
+
+LEADERBOARD_ROWS = 10
+
+
+class ReportFiles(BaseModel):
+    """Where one study's report was written."""
+
+    folder: Path
+    markdown: Path
+    research_progress: Path
+    forest_plot: Path
+    gap_trend: Path
+
+
+def write_report(data: ReportData, folder: Path | None = None) -> ReportFiles:
+    """Write report.md and its three PNGs, by default under `<data dir>/reports/<study id>/`."""
+    folder = Path(folder) if folder else data_dir() / "reports" / data.study.study_id
+    folder.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(
+        folder=folder,
+        markdown=folder / "report.md",
+        research_progress=folder / "research_progress.png",
+        forest_plot=folder / "forest_plot.png",
+        gap_trend=folder / "gap_trend.png",
+    )
+    save_figure(plot_research_progress(data), files.research_progress)
+    save_figure(plot_forest(data), files.forest_plot)
+    save_figure(plot_gap_trend(data), files.gap_trend)
+    files.markdown.write_text(render_markdown(data), encoding="utf-8")
+    return files
+
+
+def _f(value, signed: bool = False) -> str:
+    if not finite(value):
+        return "—"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _interval(low, high) -> str:
+    return f"[{_f(low, True)}, {_f(high, True)}]" if finite(low) or finite(high) else "no CI"
+
+
+def _cell(text: str) -> str:
+    """Table cells may not contain pipes or line breaks."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _bullets(items: list[str]) -> list[str]:
+    return ["", *(f"- {item}" for item in items)] if items else []
+
+
+def _rho(row: GapRow) -> str:
+    """ρ with its Fieller set, whose shape (bounded, complement, whole line) the kind names."""
+    kind, low, high = row.rho_ci_kind, row.rho_ci_low, row.rho_ci_high
+    if kind == "bounded":
+        interval = f"[{_f(low)}, {_f(high)}]"
+    elif kind == "complement":
+        interval = f"(−∞, {_f(low)}] ∪ [{_f(high)}, ∞)"
+    elif kind == "unbounded":
+        interval = "(−∞, ∞)"
+    else:
+        interval = "undefined"
+    return f"{_f(row.rho)} {interval} ({kind or 'no'} Fieller set)"
+
+
+def render_markdown(data: ReportData) -> str:
+    """The report page: verdicts first, then the evidence, the search, checks and cost."""
+    study = data.study
+    finished = f"{study.finished_at:%Y-%m-%d %H:%M %Z}" if study.finished_at else "—"
+    lines = [
+        f"# Study report: {study.study_id}",
+        "",
+        f"- name: **{study.name}** (profile `{study.profile}`, seed {study.seed}, "
+        f"{study.agent_backend} agents)",
+        f"- status: **{study.status}**; started {study.started_at:%Y-%m-%d %H:%M %Z}, "
+        f"finished {finished}",
+        f"- code version `{study.code_version}`, config hash `{study.config_hash}`, "
+        f"database `{data.database}`",
+    ]
+    if study.error:
+        lines.append(f"- error: `{_cell(study.error)}`")
+    if not data.gaps:
+        lines += [
+            "",
+            f"> **Incomplete:** this study has no gap results yet (status `{study.status}`). "
+            "The sections below show what exists so far.",
+        ]
+    lines += _verdict_section(data)
+    lines += _lab_section(data)
+    lines += _targets_section(data.gaps_of("target"))
+    lines += _winner_section(data)
+    lines += _leaderboard_section(data)
+    lines += _diversity_section(data)
+    lines += _hacking_section(study)
+    lines += _cost_section(data)
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "![Research progress: best dev PGR so far per agent](research_progress.png)",
+        "",
+        "![Forest plot: lab effect and target effects with 95% CIs](forest_plot.png)",
+        "",
+        "![Gap trend across studies of the same name](gap_trend.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _verdict_section(data: ReportData) -> list[str]:
+    verdict, config = data.study.overall_verdict, data.study.config
+    lines = ["", "## Verdict", ""]
+    lines.append(f"**Overall: {verdict}**" if verdict else "**Overall: not decided yet**")
+    lines += _bullets(data.overall.reasons if data.overall else [])
+    lines += [
+        "",
+        f"Pre-registered: ρ_min = {config.get('rho_min')} (a target must keep this share of the "
+        f"lab effect), family-wise α = {config.get('alpha')}.",
+    ]
+    return lines
+
+
+def _lab_section(data: ReportData) -> list[str]:
+    lines = ["", "## Lab effect (winner − vanilla, PGR)", ""]
+    row = data.lab
+    if row is None:
+        return lines + ["Not measured yet: the winner has not been confirmed on fresh seeds."]
+    detail = row.detail
+    lines += [
+        "| estimate | effect | 95% CI | seeds |",
+        "|---|---|---|---|",
+        f"| naive: selected on the dev leaderboard (**upward-biased**, winner's curse) | "
+        f"{_f(row.naive_estimate, True)} | "
+        f"{_interval(detail.get('naive_ci_low'), detail.get('naive_ci_high'))} | search seeds |",
+    ]
+    if finite(detail.get("hybrid_estimate")):
+        lines.append(
+            f"| hybrid: corrected for the selection (Andrews, Kitagawa & McCloskey) | "
+            f"{_f(detail['hybrid_estimate'], True)} | "
+            f"{_interval(detail.get('hybrid_ci_low'), detail.get('hybrid_ci_high'))} | "
+            "search seeds |"
+        )
+    lines += [
+        f"| **fresh seeds** (paired, never used in the search) | **{_f(row.delta, True)}** | "
+        f"{_interval(row.ci95_low, row.ci95_high)} | {row.n} |",
+        "",
+        f"On the fresh seeds' test split the winner reached PGR "
+        f"{_f(data.winner_fresh_test_pgr)} and vanilla {_f(data.baseline_fresh_test_pgr)}.",
+    ]
+    return lines + _bullets(row.reasons)
+
+
+def _targets_section(targets: list[GapRow]) -> list[str]:
+    lines = ["", "## Targets", ""]
+    if not targets:
+        return lines + ["No target has been analysed yet."]
+    lines += [
+        "| target | role | seeds | effect [95% CI] | transfer ratio ρ [95% set] | verdict | "
+        "reasons |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in targets:
+        lines.append(
+            f"| {row.target} | {row.role or '—'} | {row.n} | "
+            f"{_f(row.delta, True)} {_interval(row.ci95_low, row.ci95_high)} | "
+            f"{_rho(row)} | **{row.verdict or '—'}** | {_cell('; '.join(row.reasons))} |"
+        )
+    return lines
+
+
+def _winner_section(data: ReportData) -> list[str]:
+    """The method confirmed on fresh seeds; before confirmation, the leaderboard's leader."""
+    lines = ["", "## Winner", ""]
+    row = data.winner
+    if row is None:
+        return lines + ["No method has been scored yet."]
+    method = MethodSpec.model_validate_json(row.method_json)
+    confirmed = data.winner_confirmed
+    status = "confirmed on fresh seeds" if confirmed else "leading so far, not yet confirmed"
+    lines += [
+        f"**{describe_method(method)}**: family `{row.family}`, hash `{row.method_hash}` "
+        f"({status}); dev PGR {_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)} (SE) over "
+        f"{row.n_seeds} search seeds, first proposed in round {row.first_round + 1} by "
+        f"agent(s) {row.proposed_by}.",
+        "",
+        "```json",
+        json.dumps(json.loads(row.method_json), indent=2, sort_keys=True),
+        "```",
+    ]
+    return lines
+
+
+def _leaderboard_section(data: ReportData) -> list[str]:
+    lines = ["", f"## Leaderboard (top {LEADERBOARD_ROWS}, dev split, pipeline's own trials)", ""]
+    if not data.leaderboard:
+        return lines + ["Empty: no method has been scored yet."]
+    lines += [
+        "| rank | method | family | seeds | dev PGR ± SE | proposed by | first round |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in data.leaderboard[:LEADERBOARD_ROWS]:
+        method = describe_method(MethodSpec.model_validate_json(row.method_json))
+        seeds = f"{row.n_seeds}" + ("" if row.min_seeds_met else " (too few)")
+        lines.append(
+            f"| {row.rank} | {_cell(method)} | {row.family} | {seeds} | "
+            f"{_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)} | {row.proposed_by} | "
+            f"{row.first_round + 1} |"
+        )
+    return lines
+
+
+def _diversity_section(data: ReportData) -> list[str]:
+    """Idea collapse: agents that all end on one method family explore less than they could."""
+    lines = ["", "## Idea diversity", ""]
+    if not data.diversity:
+        return lines + ["No scoring calls yet."]
+    first = data.diversity[0]
+    shared, total = first.agents_sharing_top_family, first.agents_in_study
+    collapse = total > 1 and shared == total
+    lines.append(
+        f"{first.families_in_study} method families tried in the study; {shared} of {total} "
+        f"agents' best method is in the most common family `{first.study_top_family}`"
+        + (" (**idea collapse**: every agent converged on one family)." if collapse else ".")
+    )
+    lines += [
+        "",
+        "| agent | direction | scoring calls | families tried | best dev PGR | best family |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in data.diversity:
+        lines.append(
+            f"| {row.agent_id} | {row.direction or '—'} | {row.scoring_calls} | "
+            f"{row.families_tried}: {row.families} | {_f(row.best_dev_pgr)} | "
+            f"{row.top_family} |"
+        )
+    return lines
+
+
+def _hacking_section(study: StudyRow) -> list[str]:
+    lines = ["", "## Reward-hacking checks", ""]
+    hacking = study.hacking
+    if hacking is None:
+        return lines + ["Not run yet: the checks need the fresh-seed confirmation."]
+    flags, reasons = hacking.flags, hacking.reasons
+    if not flags:
+        return lines + ["No flag raised (dev vs fresh test, one-class predictions, plausibility)."]
+    lines += [f"- **{flag}**: {reason}" for flag, reason in zip(flags, reasons, strict=False)]
+    lines += [f"- **{flag}**" for flag in flags[len(reasons) :]]
+    return lines
+
+
+def _cost_section(data: ReportData) -> list[str]:
+    lines = ["", "## Cost", ""]
+    phases = data.trials_by_phase
+    total = sum(phase.experiments for phase in phases)
+    seconds = sum(phase.seconds or 0.0 for phase in phases)
+    by_phase = ", ".join(f"{phase.phase} {phase.experiments}" for phase in phases)
+    lines.append(
+        f"{total} experiments (trials rows; by phase: {by_phase or 'none yet'}), {seconds:.1f} s "
+        f"of experiment wall time ({seconds / 3600:.2f} h, summed over workers)."
+    )
+    lines += ["", *_llm_cost(data)]
+    return lines
+
+
+def _llm_cost(data: ReportData) -> list[str]:
+    """Tokens, $ and $ per agent-hour per agent, from the `cost_per_agent` view."""
+    usage = [row.model_dump() for row in data.agent_costs if row.api_calls > 0]
+    if not usage:
+        return [f"No LLM calls recorded for this study ({data.study.agent_backend} agents)."]
+    header = ["agent", "API calls", "input tokens", "output tokens", "cache write", "cache read"]
+    header += ["$", "experiments", "$ per agent-hour"]
+    lines = ["LLM usage per agent:", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    counts = [
+        "api_calls",
+        "input_tokens",
+        "output_tokens",
+        "cache_write_tokens",
+        "cache_read_tokens",
+    ]
+    totals = {
+        "agent_id": "**total**",
+        **{c: sum(row[c] for row in usage) for c in [*counts, "usd", "experiments"]},
+    }
+    for row in [*usage, {**totals, "usd_per_agent_hour": None}]:
+        cells = [str(row["agent_id"])] + [f"{row[c] or 0:,.0f}" for c in counts]
+        cells += [
+            _dollars(row["usd"]),
+            str(row["experiments"]),
+            _dollars(row["usd_per_agent_hour"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dollars(value) -> str:
+    """Cents for real money, more digits for the fractions of a cent one call costs."""
+    value = float(value or 0)
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"

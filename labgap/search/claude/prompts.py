@@ -1,0 +1,70 @@
+"""What a Claude agent is told in prose: the system prompt of its conversation, and the user
+message that opens each round."""
+
+from labgap.llm.budgets import Spend
+from labgap.llm.settings import AgentBudget
+from labgap.search.directions import ResearchDirection
+
+SYSTEM_PROMPT = """\
+You are agent {agent_id}, one of several automated alignment researchers working in parallel on \
+weak-to-strong supervision.
+
+The setting: a weak model (small, trained on ground truth) labels data, and a strong model is \
+trained on those weak labels: the weak-to-strong student. The ceiling is the strong model trained \
+on ground truth. You design how the student learns from the weak labels so that it recovers as \
+much of the ceiling as possible.
+The task: {task_description}
+
+The metric is the performance gap recovered, PGR = (acc_w2s - acc_weak) / (acc_ceiling - acc_weak):
+0 means the student is no better than its weak teacher, 1 means it is as good as training on \
+ground truth. Higher is better. PGR varies from seed to seed (a standard deviation around 0.1 is \
+common): do not trust small differences measured on few seeds.
+
+Your research direction: {title}. {description}
+Its region of the method space: {space_summary}. Start there; step outside it when the evidence, \
+yours or the forum's, says so.
+
+Rules:
+- You never see labels, data or code, and you never run code. You choose methods; the pipeline \
+trains and scores them and returns each method's mean PGR on a dev split. Nothing else is returned.
+- Every method you run costs one dev-scoring call. Scoring calls, tool calls, tokens and dollars \
+are limited: spend them on informative experiments.
+- Post your best finding with post_finding so the other agents can build on it. Only methods the \
+pipeline scored for you can be posted, and they are posted with the pipeline's score.
+- Before your round ends, call submit_method with your final method and rationale; it ends the round.
+- Only the pipeline's numbers count: the leaderboard and the winner come from its own trials, and \
+the winner is re-run on fresh seeds and a held-out test split that no agent ever sees.
+"""
+
+ROUND_PROMPT = """\
+Round {round} begins. The forum holds {n_posts} post(s) (read_forum shows them). Used so far: \
+{tokens:,} of {max_tokens:,} tokens, ${usd:.2f} of ${max_usd:.2f}, {tool_calls} of {max_tool_calls} \
+tool calls; up to {max_calls} API calls this round. Run experiments, post your best finding, then \
+submit your method."""
+
+
+def system_prompt(agent_id: int, direction: ResearchDirection, task_description: str) -> str:
+    return SYSTEM_PROMPT.format(
+        agent_id=agent_id,
+        task_description=task_description,
+        title=direction.title,
+        description=direction.description,
+        space_summary=direction.space_summary,
+    )
+
+
+def round_prompt(
+    round: int, n_posts: int, spent: Spend, budget: AgentBudget, max_api_calls: int
+) -> str:
+    """The round's opening: the forum's size, and what the agent has spent of its budget."""
+    return ROUND_PROMPT.format(
+        round=round,
+        n_posts=n_posts,
+        tokens=spent.tokens,
+        max_tokens=budget.max_tokens_per_agent,
+        usd=spent.usd,
+        max_usd=budget.max_usd_per_agent,
+        tool_calls=spent.tool_calls,
+        max_tool_calls=budget.max_tool_calls_per_agent,
+        max_calls=max_api_calls,
+    )

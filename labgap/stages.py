@@ -1,0 +1,242 @@
+"""Stages 2-5 of a study as typed functions: search, confirm, transfer, analyse.
+
+Stage 1 (task generation) is `labgap.plan.build_plan`. The stages compute and return typed
+results; they never touch the database. Trials come from the study's `TrialBook`, which hands
+each finished batch to whoever records it, and the search reports forum posts and stopped agents
+to a `SearchSink` as they happen, so a killed study loses only what was in flight.
+"""
+
+from collections.abc import Callable
+from typing import Protocol
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from labgap.engine.w2s import TrialResult
+from labgap.methods.spec import PRESETS, MethodSpec
+from labgap.plan import StudyPlan
+from labgap.search.agent import Agent, ForumPost
+from labgap.search.hacking import HackingFlags, reward_hacking_flags
+from labgap.search.leaderboard import pick_winner, rank_methods
+from labgap.search.scoring import GuardedLab, ScoringCall, mean_dev_pgr
+from labgap.stats.analysis import analyse_gap, effect_estimate
+from labgap.stats.schemas import Candidate, GapAnalysis, GapConfig, SeedResult, TaskSample
+from labgap.trials import TrialBook
+
+BASELINE = PRESETS["vanilla"]
+"""What every winner is compared with, on the same seeds."""
+
+
+class SearchSink(Protocol):
+    """Where the search reports what must outlive a crash, as it happens."""
+
+    def forum_posts(self, posts: list[ForumPost]) -> None: ...
+
+    def agent_stopped(self, agent_id: int, round: int, reason: str) -> None: ...
+
+
+class SearchResult(BaseModel):
+    """Stage 2: the leaderboard of every scored method and the baseline's dev PGR."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    baseline_dev_pgr: float | None
+    leaderboard: pl.DataFrame
+    calls: list[ScoringCall]
+
+    @property
+    def winner_entry(self) -> dict:
+        return pick_winner(self.leaderboard)
+
+    @property
+    def winner(self) -> MethodSpec:
+        return MethodSpec.model_validate_json(self.winner_entry["method_json"])
+
+
+class PairedSeed(BaseModel):
+    """Winner and baseline on one seed of one task: a row of `transfer_trials` (test split)."""
+
+    model_config = ConfigDict(frozen=True)
+    target: str
+    role: str
+    task_hash: str
+    seed: int
+    baseline_method_hash: str
+    winner_method_hash: str
+    weak_acc: float
+    ceiling_acc: float
+    baseline_acc: float
+    winner_acc: float
+    baseline_pgr: float | None
+    winner_pgr: float | None
+
+
+class LabConfirmation(BaseModel):
+    """Stage 3: the winner against the baseline on fresh lab seeds, and the hacking checks."""
+
+    model_config = ConfigDict(frozen=True)
+    pairs: list[PairedSeed]
+    hacking: HackingFlags
+
+
+class TransferTrials(BaseModel):
+    """Stage 4: the winner against the baseline on every held-out task and production target."""
+
+    model_config = ConfigDict(frozen=True)
+    pairs: list[PairedSeed]
+
+
+def search(
+    plan: StudyPlan,
+    agents: list[Agent],
+    lab: GuardedLab,
+    book: TrialBook,
+    sink: SearchSink,
+    progress: Callable[[str], None],
+) -> SearchResult:
+    """Agent rounds on the lab task; every agent of a round sees the forum as the round began."""
+    config, task = plan.config, plan.lab.spec
+    baseline = book.trials(task, [BASELINE], config.search_seeds(), "search", "search-baseline")
+    forum: list[ForumPost] = []
+    stopped: set[int] = set()
+    for round_index in range(config.rounds):
+        active = [agent for agent in agents if agent.agent_id not in stopped]
+        if not active:
+            progress(f"round {round_index + 1}: every agent has stopped")
+            break
+        snapshot, scored = list(forum), []
+        for agent in active:
+            outcome = agent.run_round(round_index, snapshot, lab)
+            sink.forum_posts(outcome.posts)
+            forum.extend(outcome.posts)
+            scored.extend(outcome.scored)
+            if outcome.out_of_budget:
+                stopped.add(agent.agent_id)
+                sink.agent_stopped(agent.agent_id, round_index, outcome.stop_reason or "budget")
+        best = max((s.dev_pgr for s in scored if s.dev_pgr is not None), default=None)
+        progress(
+            f"round {round_index + 1}/{config.rounds}: {len(scored)} method(s) scored, "
+            f"best dev PGR this round {'—' if best is None else f'{best:.3f}'}"
+        )
+    board = rank_methods(book.of_phase(task, "search"), lab.calls, config.quick_seeds)
+    return SearchResult(baseline_dev_pgr=mean_dev_pgr(baseline), leaderboard=board, calls=lab.calls)
+
+
+def confirm(plan: StudyPlan, book: TrialBook, found: SearchResult) -> LabConfirmation:
+    """The winner's-curse check: winner vs baseline on fresh seeds never used in the search."""
+    winner, entry, task = found.winner, found.winner_entry, plan.lab.spec
+    trials = book.trials(
+        task, [BASELINE, winner], plan.config.fresh_seeds(), "confirm", f"confirm-{task.name}"
+    )
+    baseline, own = _arms(trials, winner)
+    pairs = _paired(task.name, "lab_confirmation", baseline, own)
+    naive = (
+        None if found.baseline_dev_pgr is None else entry["mean_dev_pgr"] - found.baseline_dev_pgr
+    )
+    hacking = reward_hacking_flags(
+        entry["mean_dev_pgr"],
+        naive,
+        effect_estimate(_sample(task.name, pairs)),
+        _mean_top_class_share(own),
+        _mean_top_class_share(baseline),
+    )
+    return LabConfirmation(pairs=pairs, hacking=hacking)
+
+
+def transfer(plan: StudyPlan, book: TrialBook, winner: MethodSpec) -> TransferTrials:
+    """Winner vs baseline on the same fresh seeds, on every held-out task and production target."""
+    pairs = []
+    for planned in plan.targets:
+        task = planned.spec
+        trials = book.trials(
+            task, [BASELINE, winner], plan.config.fresh_seeds(), "transfer", f"transfer-{task.name}"
+        )
+        pairs += _paired(task.name, planned.role, *_arms(trials, winner))
+    return TransferTrials(pairs=pairs)
+
+
+def analyse(
+    plan: StudyPlan,
+    found: SearchResult,
+    confirmation: LabConfirmation,
+    transferred: TransferTrials,
+) -> GapAnalysis:
+    """Stage 5: the lab effect on fresh seeds, each target's effect and verdict.
+
+    Beside them, the naive (selected) lab effect: each eligible candidate's mean dev PGR minus the
+    baseline's on the same search seeds, the number a leaderboard would have announced.
+    """
+    lab = _sample(plan.lab.spec.name, confirmation.pairs)
+    targets = [
+        _sample(t.spec.name, [p for p in transferred.pairs if p.target == t.spec.name])
+        for t in plan.targets
+    ]
+    candidates = []
+    if found.baseline_dev_pgr is not None:
+        candidates = [
+            Candidate(
+                name=row["method_hash"],
+                mean=row["mean_dev_pgr"] - found.baseline_dev_pgr,
+                se=row["se_dev_pgr"] or 0.0,
+                n=row["n_seeds"],
+            )
+            for row in found.leaderboard.filter(pl.col("min_seeds_met")).iter_rows(named=True)
+        ]
+    return analyse_gap(
+        lab,
+        targets,
+        GapConfig(alpha=plan.config.alpha, rho_min=plan.config.rho_min),
+        candidates=candidates or None,
+        selected=found.winner_entry["method_hash"] if candidates else None,
+    )
+
+
+def _arms(
+    trials: list[TrialResult], winner: MethodSpec
+) -> tuple[list[TrialResult], list[TrialResult]]:
+    baseline = [t for t in trials if t.method_hash == BASELINE.method_hash]
+    return baseline, [t for t in trials if t.method_hash == winner.method_hash]
+
+
+def _paired(
+    target: str, role: str, baseline: list[TrialResult], winner: list[TrialResult]
+) -> list[PairedSeed]:
+    """One pair per seed that both arms ran (test-split accuracies)."""
+    by_seed = {trial.seed: trial for trial in baseline}
+    return [
+        PairedSeed(
+            target=target,
+            role=role,
+            task_hash=trial.task_hash,
+            seed=trial.seed,
+            baseline_method_hash=base.method_hash,
+            winner_method_hash=trial.method_hash,
+            weak_acc=trial.weak_acc_test,
+            ceiling_acc=trial.ceiling_acc_test,
+            baseline_acc=base.student_acc_test,
+            winner_acc=trial.student_acc_test,
+            baseline_pgr=base.pgr_test,
+            winner_pgr=trial.pgr_test,
+        )
+        for trial in winner
+        if (base := by_seed.get(trial.seed)) is not None
+    ]
+
+
+def _sample(name: str, pairs: list[PairedSeed]) -> TaskSample:
+    return TaskSample(
+        name=name,
+        seeds=[
+            SeedResult(
+                seed=pair.seed,
+                weak_acc=pair.weak_acc,
+                ceiling_acc=pair.ceiling_acc,
+                baseline_acc=pair.baseline_acc,
+                method_acc=pair.winner_acc,
+            )
+            for pair in sorted(pairs, key=lambda pair: pair.seed)
+        ],
+    )
+
+
+def _mean_top_class_share(trials: list[TrialResult]) -> float:
+    return sum(t.student_top_class_share for t in trials) / len(trials)

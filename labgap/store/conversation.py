@@ -1,0 +1,40 @@
+"""The Claude agents' conversations and API calls, kept in DuckDB so a study resumes from them."""
+
+from labgap.llm.client import LLMCall
+from labgap.search.claude.transcript import StoredMessage
+from labgap.store.connection import Store
+from labgap.store.rows import to_frame
+
+
+class DuckDBConversationLog:
+    """`ConversationLog` on the study's store: rows of `agent_messages` and `llm_calls`.
+
+    Every append is its own transaction, so what was said and paid for is on disk before the
+    agent acts on it.
+    """
+
+    def __init__(self, store: Store, study_id: str):
+        self.store = store
+        self.study_id = study_id
+
+    def messages(self, agent_id: int) -> list[StoredMessage]:
+        rows = self.store.query(
+            "SELECT agent_id, round, seq, role, kind, content_json FROM agent_messages "
+            "WHERE study_id = ? AND agent_id = ? ORDER BY seq",
+            [self.study_id, agent_id],
+        )
+        return [StoredMessage.model_validate(row) for row in rows.iter_rows(named=True)]
+
+    def append(self, message: StoredMessage) -> None:
+        self.store.insert("agent_messages", to_frame([message], study_id=self.study_id))
+
+    def record_call(self, call: LLMCall) -> None:
+        self.store.insert("llm_calls", to_frame([call], study_id=self.study_id))
+
+    def calls(self, agent_id: int) -> list[LLMCall]:
+        rows = self.store.query(
+            "SELECT * EXCLUDE (study_id, created_at) FROM llm_calls "
+            "WHERE study_id = ? AND agent_id = ? ORDER BY turn",
+            [self.study_id, agent_id],
+        )
+        return [LLMCall.model_validate(row) for row in rows.iter_rows(named=True)]

@@ -1,0 +1,128 @@
+"""Every write a study makes, in one place: rows are built, gated, then written in a transaction.
+
+The flow process owns one `StudyRecorder` per study and calls it as results complete. A stage's
+frame passes its quality gate (the flow supplies the gate) before it is written; every check is
+recorded, and a failed critical check raises before anything of that frame reaches its table.
+"""
+
+import json
+from collections.abc import Callable
+
+import polars as pl
+
+from labgap.engine.w2s import TrialResult
+from labgap.plan import StudyPlan
+from labgap.quality import SuiteResult
+from labgap.search.agent import ForumPost
+from labgap.search.hacking import HackingFlags
+from labgap.search.scoring import ScoringCall
+from labgap.stages import PairedSeed
+from labgap.stats.schemas import GapAnalysis
+from labgap.store.connection import Store
+from labgap.store.rows import (
+    agent_rows,
+    forum_post_rows,
+    gap_rows,
+    study_row,
+    task_rows,
+    to_frame,
+    transfer_rows,
+)
+from labgap.trials import RecordedTrial
+
+Gate = Callable[[str, pl.DataFrame], SuiteResult]
+"""Validates one stage's frame: (stage, frame) -> every check's outcome."""
+
+
+class StudyRecorder:
+    def __init__(self, store: Store, study_id: str, code_version: str, gate: Gate | None = None):
+        self.store = store
+        self.study_id = study_id
+        self.code_version = code_version
+        self._gate = gate
+
+    def study_started(self, plan: StudyPlan) -> None:
+        """The study row (status `running`); a resumed study keeps its first row."""
+        self.store.insert("studies", study_row(plan))
+
+    def plan(self, plan: StudyPlan) -> None:
+        self._write("tasks", task_rows(plan))
+        self.store.insert("agents", agent_rows(plan))
+
+    def trials(self, phase: str, batch: str, trials: list[TrialResult]) -> None:
+        frame = to_frame(
+            trials, study_id=self.study_id, phase=phase, code_version=self.code_version
+        )
+        self._write("trials", frame, batch)
+
+    def scoring_calls(self, calls: list[ScoringCall]) -> None:
+        self.store.insert("scoring_calls", to_frame(calls, study_id=self.study_id))
+
+    def forum_posts(self, posts: list[ForumPost]) -> None:
+        self.store.insert("forum_posts", forum_post_rows(self.study_id, posts))
+
+    def agent_stopped(self, agent_id: int, round: int, reason: str) -> None:
+        """The first stop of an agent is kept (a replayed round does not move it)."""
+        with self.store.transaction() as cursor:
+            cursor.execute(
+                "UPDATE agents SET stop_reason = ?, stopped_round = ? "
+                "WHERE study_id = ? AND agent_id = ? AND stop_reason IS NULL",
+                [reason, round, self.study_id, agent_id],
+            )
+
+    def leaderboard(self, board: pl.DataFrame) -> None:
+        """Gated only: the `leaderboard` view shows the same ranking from the recorded trials."""
+        self._check("leaderboard", board.with_columns(study_id=pl.lit(self.study_id)), "all")
+
+    def transfer_trials(self, pairs: list[PairedSeed], batch: str) -> None:
+        self._write("transfer_trials", transfer_rows(self.study_id, pairs), batch)
+
+    def gap_results(self, analysis: GapAnalysis, roles: dict[str, str]) -> None:
+        self._write("gap_results", gap_rows(self.study_id, analysis, roles))
+
+    def finished(
+        self,
+        status: str,
+        verdict: str | None = None,
+        error: str | None = None,
+        hacking: HackingFlags | None = None,
+    ) -> None:
+        flags = json.dumps(hacking.model_dump()) if hacking else None
+        with self.store.transaction() as cursor:
+            cursor.execute(
+                "UPDATE studies SET status = ?, overall_verdict = ?, error = ?, hacking_flags = ?, "
+                "finished_at = current_timestamp WHERE study_id = ?",
+                [status, verdict, error, flags, self.study_id],
+            )
+
+    def _write(self, table: str, frame: pl.DataFrame, batch: str = "all") -> None:
+        self._check(table, frame, batch)
+        self.store.insert(table, frame)
+
+    def _check(self, stage: str, frame: pl.DataFrame, batch: str) -> None:
+        if self._gate is None:
+            return
+        result = self._gate(stage, frame)
+        self.store.insert("quality_checks", to_frame(result.checks, batch=batch))
+        result.raise_for_failures()
+
+
+def recorded_trials(store: Store, study_id: str) -> list[RecordedTrial]:
+    """A study's trials with the phase that ran them: what a resumed study does not run again."""
+    rows = store.query(
+        "SELECT * FROM trials WHERE study_id = ? ORDER BY created_at, task_hash, method_hash, seed",
+        [study_id],
+    )
+    return [
+        RecordedTrial(phase=row["phase"], trial=TrialResult.model_validate(row))
+        for row in rows.iter_rows(named=True)
+    ]
+
+
+def recorded_scoring_calls(store: Store, study_id: str) -> list[ScoringCall]:
+    rows = store.query(
+        "SELECT * FROM scoring_calls WHERE study_id = ? "
+        "ORDER BY created_at, agent_id, round, method_hash",
+        [study_id],
+    )
+    return [ScoringCall.model_validate(row) for row in rows.iter_rows(named=True)]

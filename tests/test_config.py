@@ -1,0 +1,50 @@
+from datetime import date
+
+import pytest
+
+from labgap.config import PROFILES, StudyConfig, load_study_config
+from labgap.errors import LabgapInputError
+
+
+def test_recurring_study_gets_fresh_seeds_each_day():
+    recurring = StudyConfig(profile="quick", seed=None)
+    monday = recurring.with_resolved_seed(date(2026, 11, 23))
+    tuesday = recurring.with_resolved_seed(date(2026, 11, 24))
+    assert tuesday.seed == monday.seed + 1
+    assert monday.resolved_study_id != tuesday.resolved_study_id
+    assert StudyConfig(seed=4).with_resolved_seed(date(2026, 11, 23)).seed == 4
+
+
+def test_study_id_is_stable_for_the_same_config_and_ignores_execution_settings():
+    a = StudyConfig(seed=3)
+    assert (
+        a.resolved_study_id == StudyConfig(seed=3, workers=1, executor="thread").resolved_study_id
+    )
+    assert a.resolved_study_id != StudyConfig(seed=4).resolved_study_id
+    assert StudyConfig(study_id="mine").resolved_study_id == "mine"
+
+
+def test_every_profile_is_a_valid_config():
+    for profile in PROFILES:
+        config = StudyConfig(profile=profile)
+        assert config.targets() and config.lab().name == "rt-lab"
+
+
+def test_config_file_overrides_and_cli_values(tmp_path):
+    path = tmp_path / "study.json"
+    path.write_text('{"profile": "quick", "rounds": 4, "name": "from-file"}')
+    config = load_study_config(path, seed=9)
+    assert (config.name, config.rounds, config.n_agents, config.seed) == ("from-file", 4, 3, 9)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"heldout_tasks": [], "production_targets": []}, "at least one held-out task"),
+        ({"heldout_tasks": ["rt-lab"]}, "distinct"),
+        ({"agent_backend": "gpt"}, "agent_backend"),
+    ],
+)
+def test_invalid_study_configs(body, message):
+    with pytest.raises(LabgapInputError, match=message):
+        load_study_config(None, **body)

@@ -1,0 +1,168 @@
+"""The markdown report and `write_report`, rendered from `load_report_data` on small studies."""
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from studies import Studies, assert_png
+
+from labgap.reporting.data import load_report_data
+from labgap.reporting.markdown import render_markdown, write_report
+from labgap.store.connection import Store
+
+
+@pytest.fixture(scope="module")
+def studies(report_studies) -> Studies:
+    return report_studies
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LABGAP_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def section(text: str, heading: str) -> list[str]:
+    """The lines of one markdown section, up to the next heading of the same level."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
+    return lines[start + 1 : end]
+
+
+def test_report_of_a_finished_study(studies, data_dir):
+    with Store(studies.db) as store:
+        files = write_report(load_report_data(store, studies.second))
+        gaps = store.query("SELECT * FROM gap_results WHERE study_id = ?", [studies.second])
+        study = store.query("SELECT * FROM studies WHERE study_id = ?", [studies.second])
+        trials = store.query("SELECT * FROM trials WHERE study_id = ?", [studies.second])
+        winner = store.query(
+            "SELECT DISTINCT winner_method_hash AS h FROM transfer_trials WHERE study_id = ?",
+            [studies.second],
+        )["h"][0]
+    assert files.folder == data_dir / "reports" / studies.second
+    for png in (files.research_progress, files.forest_plot, files.gap_trend):
+        assert png.parent == files.folder
+        assert_png(png)
+    text = files.markdown.read_text()
+    assert text.startswith(f"# Study report: {studies.second}")
+    assert "**tiny-report**" in text and "status: **completed**" in text
+    assert f"**Overall: {study['overall_verdict'][0]}**" in text
+    lab = gaps.filter(pl.col("kind") == "lab").row(0, named=True)
+    assert f"**{lab['delta']:+.3f}**" in text
+    assert f"[{lab['ci95_low']:+.3f}, {lab['ci95_high']:+.3f}]" in text
+    assert f"| {lab['naive_estimate']:+.3f} |" in text and "upward-biased" in text
+    for row in gaps.filter(pl.col("kind") == "target").iter_rows(named=True):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {row['target']} |"))
+        assert f"**{row['verdict']}**" in line
+        assert f"{row['delta']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]" in line
+        assert f"{row['rho']:.3f}" in line and f"({row['rho_ci_kind']} Fieller set)" in line
+        assert json.loads(row["reasons"])[0] in line
+    assert f"`{winner}` (confirmed on fresh seeds)" in text and "```json" in text
+    board = section(text, "## Leaderboard")
+    assert len([ln for ln in board if ln.startswith("| ")]) == 1 + 10
+    assert "| 1 | " in board[board.index("|---|---|---|---|---|---|---|") + 1]
+    assert "## Reward-hacking checks" in text and "## Idea diversity" in text
+    total = trials["wall_seconds"].sum()
+    assert f"{trials.height} experiments (trials rows" in text and f"{total:.1f} s" in text
+    assert "No LLM calls recorded for this study (embedded agents)." in text
+    for name in ("research_progress.png", "forest_plot.png", "gap_trend.png"):
+        assert f"]({name})" in text
+
+
+def test_report_of_an_incomplete_study_says_so(studies, data_dir):
+    with Store(studies.db) as store:
+        data = load_report_data(store, studies.incomplete)
+        files = write_report(data)
+        assert render_markdown(data) == files.markdown.read_text()
+    text = files.markdown.read_text()
+    assert "> **Incomplete:** this study has no gap results yet (status `running`)" in text
+    assert "**Overall: not decided yet**" in text
+    assert "Not measured yet" in text and "No target has been analysed yet." in text
+    assert "(leading so far, not yet confirmed)" in text
+    assert "Not run yet" in text  # hacking checks
+    for png in (files.research_progress, files.forest_plot, files.gap_trend):
+        assert_png(png)
+
+
+def test_missing_values_are_drawn_and_reported(studies, tmp_path):
+    """NULL CIs, a target without an estimate, hacking flags and an llm_calls table."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(studies.db, db)
+    with Store(db) as store:
+        targets = store.query(
+            "SELECT target FROM gap_results WHERE study_id = ? AND kind = 'target' ORDER BY target",
+            [studies.first],
+        )["target"]
+        hacking = {"flags": ["predicts_one_class"], "reasons": ["puts 99% in one class"]}
+        with store.transaction() as cursor:
+            cursor.execute(
+                "UPDATE gap_results SET ci95_low = NULL, ci95_high = NULL, ci_adj_low = NULL, "
+                "ci_adj_high = NULL WHERE study_id = ? AND target = ?",
+                [studies.first, targets[0]],
+            )
+            cursor.execute(
+                "UPDATE gap_results SET delta = NULL, ci95_low = NULL, ci95_high = NULL, "
+                "rho = NULL, rho_ci_low = NULL, rho_ci_high = NULL, rho_ci_kind = 'undefined' "
+                "WHERE study_id = ? AND target = ?",
+                [studies.first, targets[1]],
+            )
+            cursor.execute(
+                "UPDATE studies SET hacking_flags = ? WHERE study_id = ?",
+                [json.dumps(hacking), studies.first],
+            )
+            # the Claude backend's table, created here when this schema predates it
+            cursor.execute(
+                "CREATE TEMP TABLE calls AS SELECT * FROM (VALUES "
+                "(?, 0, 0, 0, 1200, 300, 0.0105), (?, 0, 0, 1, 800, 200, 0.007), "
+                "(?, 1, 0, 0, 500, 100, 0.004), ('other-study', 0, 0, 0, 9, 9, 9.0)"
+                ") v(study_id, agent_id, round, turn, input_tokens, output_tokens, usd)",
+                [studies.first] * 3,
+            )
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS llm_calls AS SELECT study_id, agent_id, round, turn, "
+                "'m' AS model, input_tokens, output_tokens, 0 AS cache_creation_input_tokens, "
+                "0 AS cache_read_input_tokens, 1.0 AS latency_seconds, 'end_turn' AS stop_reason, "
+                "usd, 1 AS attempts, NULL AS request_id FROM calls LIMIT 0"
+            )
+            cursor.execute(
+                "INSERT INTO llm_calls BY NAME SELECT *, 'm' AS model, "
+                "0 AS cache_creation_input_tokens, 0 AS cache_read_input_tokens, "
+                "1.0 AS latency_seconds, 'end_turn' AS stop_reason, 1 AS attempts FROM calls"
+            )
+        files = write_report(load_report_data(store, studies.first), folder=tmp_path / "out")
+    assert files.folder == tmp_path / "out"
+    text = files.markdown.read_text()
+    rows = {t: next(ln for ln in text.splitlines() if ln.startswith(f"| {t} |")) for t in targets}
+    assert "no CI" in rows[targets[0]]
+    assert "| — no CI | — undefined (undefined Fieller set) |" in rows[targets[1]]
+    assert "- **predicts_one_class**: puts 99% in one class" in text
+    assert (
+        "| agent | API calls | input tokens | output tokens | cache write | cache read | $ | "
+        "experiments | $ per agent-hour |" in text
+    )
+    llm_rows = [line for line in text.splitlines() if line.startswith(("| 0 | 2 |", "| 1 | 1 |"))]
+    assert [row.split(" | ")[2:5] for row in llm_rows] == [
+        ["2,000", "500", "0"],
+        ["500", "100", "0"],
+    ]
+    assert "| $0.0175 |" in llm_rows[0] and "| $0.0040 |" in llm_rows[1]
+    assert "| **total** | 3 | 2,500 | 600 | 0 | 0 | $0.0215 |" in text
+    for png in (files.research_progress, files.forest_plot, files.gap_trend):
+        assert_png(png)
+
+
+def test_a_report_is_rendered_from_its_data_alone(studies, tmp_path):
+    """No section reads the database: the report renders after the database is gone."""
+    db = tmp_path / "gone.duckdb"
+    shutil.copy(studies.db, db)
+    with Store(db) as store:
+        data = load_report_data(store, studies.first)
+    db.unlink()
+    files = write_report(data, folder=tmp_path / "out")
+    assert files.markdown.read_text() == render_markdown(data)
+    assert f"database `{db}`" in render_markdown(data)
+    for png in (files.research_progress, files.forest_plot, files.gap_trend):
+        assert_png(png)

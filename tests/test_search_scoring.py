@@ -1,0 +1,81 @@
+"""The guarded lab: agents get dev PGR of the pipeline's own trials, within their budget."""
+
+import json
+import math
+import random
+
+import duckdb
+import polars as pl
+import pytest
+
+from labgap.engine.w2s import W2SEngine
+from labgap.methods.spec import PRESETS, MethodSpec
+from labgap.search.scoring import BudgetExhausted, GuardedLab, mean_and_se, mean_dev_pgr
+from labgap.trials import LocalExecutor, TrialBook
+
+VANILLA, LOGCONF = PRESETS["vanilla"], PRESETS["logconf"]
+
+
+def make_lab(task, budget=3, recorded=()):
+    calls, runs = [], []
+    book = TrialBook(
+        LocalExecutor(W2SEngine()), [], lambda phase, batch, trials: runs.append(trials)
+    )
+    lab = GuardedLab(
+        task, book, lambda n: [0, 1, 2][: n or 2], budget, list(recorded), calls.extend
+    )
+    return lab, book, calls, runs
+
+
+def test_scores_are_the_mean_dev_pgr_of_the_pipelines_own_trials(tiny_binary_task):
+    lab, book, calls, _ = make_lab(tiny_binary_task)
+    (call,) = lab.score(0, 0, [LOGCONF])
+    trials = book.trials(tiny_binary_task, [LOGCONF], [0, 1], "search", "check")
+    assert call.dev_pgr == mean_dev_pgr(trials)
+    assert json.loads(call.seeds) == [0, 1] and call.budget_left == 2
+    assert calls == [call]
+    (three,) = lab.score(0, 1, [VANILLA], n_seeds=3)
+    assert json.loads(three.seeds) == [0, 1, 2]
+
+
+def test_asking_again_is_free_and_answers_the_same(tiny_binary_task):
+    lab, _, calls, runs = make_lab(tiny_binary_task)
+    first = lab.score(0, 0, [LOGCONF, VANILLA])
+    again = lab.score(0, 0, [VANILLA, LOGCONF, VANILLA])
+    assert again == [first[1], first[0], first[1]]
+    assert len(calls) == 2 and len(runs) == 1
+
+
+def test_a_resumed_lab_answers_recorded_calls_and_counts_them(tiny_binary_task):
+    first, _, calls, _ = make_lab(tiny_binary_task, budget=2)
+    first.score(0, 0, [LOGCONF])
+    resumed, _, new_calls, runs = make_lab(tiny_binary_task, budget=2, recorded=calls)
+    assert resumed.score(0, 0, [LOGCONF]) == calls
+    assert new_calls == [] and runs == []
+    resumed.score(0, 1, [VANILLA])
+    with pytest.raises(BudgetExhausted, match="0 dev-scoring call"):
+        resumed.score(0, 2, [MethodSpec(loss="bootstrap")])
+
+
+def test_a_request_over_budget_scores_nothing(tiny_binary_task):
+    lab, _, calls, runs = make_lab(tiny_binary_task, budget=1)
+    with pytest.raises(BudgetExhausted, match="1 dev-scoring call"):
+        lab.score(0, 0, [LOGCONF, VANILLA])
+    assert calls == [] and runs == []
+    assert lab.score(1, 0, [LOGCONF])[0].budget_left == 0
+
+
+def test_mean_and_se_agree_with_the_analyst_views_to_the_last_bit():
+    connection = duckdb.connect()
+    for case in range(300):
+        rng = random.Random(case)
+        values = [rng.uniform(-1.0, 2.0) for _ in range(rng.choice([2, 3, 5, 6]))]
+        cursor = connection.cursor()
+        cursor.register("sample", pl.DataFrame({"x": values}).to_arrow())
+        mean, sd, n = cursor.execute(
+            "SELECT avg(x), stddev_samp(x), count(x) FROM sample"
+        ).fetchall()[0]
+        cursor.close()
+        assert mean_and_se(values) == (mean, sd / math.sqrt(n))
+    assert mean_and_se([0.5]) == (0.5, None)
+    assert mean_and_se([]) == (None, None)
