@@ -20,11 +20,18 @@ class PrefectExecutor:
     def __init__(self, runner: TaskRunner):
         self.runner = runner
 
-    def run(self, task: TaskSpec, runs: list[tuple[MethodSpec, int]]) -> list[TrialResult]:
+    def run(
+        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
+    ) -> list[TrialResult]:
+        """Task runs are named and tagged by stage, so the UI can group and filter them."""
         seeds = sorted({seed for _, seed in runs})
-        self.runner.map(prepare_reference, {"task_spec": unmapped(task), "seed": seeds}).result()
+        prepare = prepare_reference.with_options(tags={phase})
+        self.runner.map(prepare, {"task_spec": unmapped(task), "seed": seeds}).result()
+        experiment = run_experiment.with_options(
+            tags={phase}, task_run_name=f"{phase}-{{task_spec.name}}-{{method.loss}}-seed{{seed}}"
+        )
         futures = self.runner.map(
-            run_experiment,
+            experiment,
             {
                 "task_spec": unmapped(task),
                 "method": [method for method, _ in runs],

@@ -6,17 +6,21 @@ writer. Re-running a study id resumes it: recorded trials are not run again, age
 the same seeds and scores, and no row is written twice.
 """
 
+from functools import partial
+
 from prefect import flow, get_run_logger
 
 from flows.agents import study_agents
 from flows.executor import experiment_executor
 from labgap.config import StudyConfig
+from labgap.progress import StudyProgress
 from labgap.reporting.data import load_report_data
 from labgap.reporting.summary import StudySummary, study_summary
 from labgap.search.scoring import GuardedLab
 from labgap.store.connection import Store
 from labgap.store.record import StudyRecorder, recorded_scoring_calls, recorded_trials
 from labgap.trials import TrialBook
+from tasks.logs import quiet_completed_task_runs
 from tasks.report import alert_on_verdict_change, publish_report
 from tasks.stages import (
     analyse_stage,
@@ -27,59 +31,66 @@ from tasks.stages import (
     transfer_stage,
 )
 
-DEFAULT_CONFIG = StudyConfig()
+FORM_DEFAULT = StudyConfig.model_construct()
+"""The run form's starting point: every size empty, so the chosen profile decides it (a resolved
+default would pre-fill the default profile's sizes, and explicit values win over any profile)."""
 
 
 @flow(name="replication-study", log_prints=True)
 def replication_study(
-    config: StudyConfig = DEFAULT_CONFIG, db_path: str | None = None
+    config: StudyConfig = FORM_DEFAULT, db_path: str | None = None
 ) -> StudySummary:
     """Run (or resume) one replication study and return its summary."""
     logger = get_run_logger()
-    plan = plan_stage(config)
-    config, study_id = plan.config, plan.study_id
+    quiet_completed_task_runs()
+    plan = plan_stage(StudyConfig.model_validate(config.model_dump()))
+    config, study_id, progress = plan.config, plan.study_id, StudyProgress(plan, logger.info)
     with Store(db_path) as store:
         logger.info(
             f"study {study_id}: {len(plan.agents)} {config.agent_backend} agents, lab "
             f"{plan.lab.spec.name}, {len(plan.targets)} target(s); database {store.path}"
         )
-        record = StudyRecorder(
-            store,
-            study_id,
-            plan.code_version,
-            lambda stage, frame: quality_gate(stage, frame, study_id),
-        )
+        gate = partial(quality_gate, study_id=study_id)
+        record = StudyRecorder(store, study_id, plan.code_version, gate)
         record.study_started(plan)
         try:
+            progress.stage("plan")
             record.plan(plan)
+            progress.finished(f"{1 + len(plan.targets)} tasks, {len(plan.agents)} agents")
             with experiment_executor(config) as executor:
-                book = TrialBook(
-                    executor, recorded_trials(store, study_id), record.trials, logger.info
-                )
+                recorded = recorded_trials(store, study_id)
+                book = TrialBook(executor, recorded, record.trials, progress.experiments)
+                calls = recorded_scoring_calls(store, study_id)
                 lab = GuardedLab(
                     plan.lab.spec,
                     book,
                     config.search_seeds,
                     config.budget,
-                    recorded_scoring_calls(store, study_id),
+                    calls,
                     record.scoring_calls,
                 )
-                found = search_stage(
-                    plan, study_agents(plan, store), lab, book, record, logger.info
-                )
+                progress.stage("search")
+                agents = study_agents(plan, store)
+                found = search_stage(plan, agents, lab, book, record, logger.info)
                 record.leaderboard(found.leaderboard)
                 winner = found.winner_entry
-                logger.info(
-                    f"winner {winner['method_hash']} ({winner['family']}): dev PGR "
-                    f"{winner['mean_dev_pgr']:.3f}; confirming on fresh seeds"
+                progress.finished(
+                    f"{len(found.calls)} scoring calls; winner {winner['family']} "
+                    f"({winner['method_hash']}), dev PGR {winner['mean_dev_pgr']:.3f}"
                 )
+                progress.stage("confirm")
                 confirmed = confirm_stage(plan, book, found)
                 record.transfer_trials(confirmed.pairs, "confirm")
+                progress.finished(f"{len(confirmed.pairs)} paired fresh seeds on the lab task")
+                progress.stage("transfer")
                 transferred = transfer_stage(plan, book, found.winner)
                 record.transfer_trials(transferred.pairs, "transfer")
+                progress.finished(f"{len(transferred.pairs)} paired seeds on the targets")
+            progress.stage("analyse")
             analysis = analyse_stage(plan, found, confirmed, transferred)
             record.gap_results(analysis, config.target_roles())
             record.finished("completed", analysis.overall_verdict, hacking=confirmed.hacking)
+            progress.finished(f"overall verdict {analysis.overall_verdict}")
         except Exception as error:
             record.finished("failed", error=f"{type(error).__name__}: {error}")
             raise

@@ -27,6 +27,9 @@ from labgap.llm.settings import ClaudeSettings
 Profile = Literal["quick", "default", "full"]
 AgentBackend = Literal["embedded", "claude"]
 
+HELDOUT = ["bbc-heldout", "digits-heldout"]
+PRODUCTION = ["rt-long-recipe", "rt-noisy-teacher"]
+
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "n_agents": 3,
@@ -34,7 +37,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 1,
         "quick_seeds": 2,
         "confirmation_seeds": 4,
-        "heldout_tasks": ["bbc-heldout", "digits-heldout"],
+        "heldout_tasks": HELDOUT,
         "production_targets": ["rt-noisy-teacher"],
     },
     "default": {
@@ -43,6 +46,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 1,
         "quick_seeds": 2,
         "confirmation_seeds": 6,
+        "heldout_tasks": HELDOUT,
+        "production_targets": PRODUCTION,
     },
     "full": {
         "n_agents": 9,
@@ -50,10 +55,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 2,
         "quick_seeds": 3,
         "confirmation_seeds": 12,
+        "heldout_tasks": HELDOUT,
+        "production_targets": PRODUCTION,
     },
 }
+"""Every profile decides every one of these fields; a field given explicitly wins."""
 
-TaskRef = str | TaskSpec
+FROM_PROFILE = "empty: from the profile"
+
+BuiltinTaskName = Literal[tuple(BUILTIN_TASKS)]  # type: ignore[valid-type]
+TaskRef = BuiltinTaskName | TaskSpec
+"""A built-in task by name, or a task spec (a .yaml/.json task file is read into one)."""
 
 
 class StudyConfig(BaseModel):
@@ -81,41 +93,81 @@ class StudyConfig(BaseModel):
         le=100_000,
         description="every seed in the study derives from it; empty: the run's date (recurring runs)",
     )
-    lab_task: TaskRef = Field("rt-lab", description="where the agents search")
-    heldout_tasks: list[TaskRef] = Field(
-        default_factory=lambda: ["bbc-heldout", "digits-heldout"],
-        description="other data the lab winner is tried on",
+    lab_task: TaskRef = Field(
+        "rt-lab", description="where the agents search: a built-in task or a .yaml/.json task file"
     )
-    production_targets: list[TaskRef] = Field(
-        default_factory=lambda: ["rt-long-recipe", "rt-noisy-teacher"],
-        description="production-like variants of the lab task",
+    heldout_tasks: list[TaskRef] | None = Field(
+        None, description=f"other data the lab winner is tried on; {FROM_PROFILE}"
     )
-    n_agents: int = Field(9, ge=1, le=32, description="parallel research agents")
-    rounds: int = Field(3, ge=1, le=50, description="propose → run → score → post cycles")
-    proposals_per_round: int = Field(1, ge=1, le=20, description="methods per agent per round")
-    quick_seeds: int = Field(2, ge=1, le=20, description="seeds per proposal during the search")
-    confirmation_seeds: int = Field(
-        6, ge=2, le=100, description="fresh paired seeds for the winner-vs-vanilla checks"
+    production_targets: list[TaskRef] | None = Field(
+        None, description=f"production-like variants of the lab task; {FROM_PROFILE}"
+    )
+    n_agents: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        title="Agents (1–32)",
+        description=f"parallel research agents; {FROM_PROFILE}",
+    )
+    rounds: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        title="Rounds (1–50)",
+        description=f"propose → run → score → post cycles; {FROM_PROFILE}",
+    )
+    proposals_per_round: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        title="Proposals per round (1–20)",
+        description=f"methods per agent per round; {FROM_PROFILE}",
+    )
+    quick_seeds: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        title="Search seeds (1–20)",
+        description=f"seeds per proposal during the search; {FROM_PROFILE}",
+    )
+    confirmation_seeds: int | None = Field(
+        None,
+        ge=2,
+        le=100,
+        title="Confirmation seeds (2–100)",
+        description=f"fresh paired seeds for the winner-vs-vanilla checks; {FROM_PROFILE}",
     )
     scoring_budget: int | None = Field(
         None,
         ge=1,
         le=10_000,
-        description="dev-scoring calls per agent (default: rounds × proposals)",
+        title="Scoring budget (1–10000)",
+        description="dev-scoring calls per agent; empty: rounds × proposals per round",
     )
-    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="family-wise error rate of verdicts")
+    alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, title="α (0–0.5)", description="family-wise error rate of verdicts"
+    )
     rho_min: float = Field(
-        0.5, ge=0.0, le=1.0, description="pre-registered share of the lab effect a target must keep"
+        0.5,
+        ge=0.0,
+        le=1.0,
+        title="ρ_min (0–1)",
+        description="pre-registered share of the lab effect a target must keep",
     )
     agent_backend: AgentBackend = Field(
         "embedded", description="who proposes methods: embedded (offline) or claude (API key)"
     )
-    claude: ClaudeSettings = Field(
-        default_factory=ClaudeSettings,
-        description="model, limits, prices and budgets of the claude backend",
+    claude: ClaudeSettings | None = Field(
+        None,
+        validate_default=True,
+        description="claude backend only: model, limits, prices and budgets; empty: the defaults",
     )
     workers: int | None = Field(
-        None, ge=1, le=64, description="parallel experiment workers (default: CPU count)"
+        None,
+        ge=1,
+        le=64,
+        title="Workers (1–64)",
+        description="parallel experiment workers; empty: the CPU count",
     )
     executor: Literal["process", "thread"] = Field(
         "process", description="experiments in worker processes (parallel) or threads (debugging)"
@@ -124,21 +176,33 @@ class StudyConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_profile(cls, data: Any) -> Any:
+        """Empty or missing sizes come from the profile (what an untouched UI form sends)."""
         if isinstance(data, dict):
-            profile = data.get("profile", "default")
-            if profile in PROFILES:
-                data = {**PROFILES[profile], **data}
+            profile = data.get("profile") or "default"
+            if isinstance(profile, str) and profile in PROFILES:
+                given = {
+                    k: v for k, v in data.items() if v is not None or k not in PROFILES[profile]
+                }
+                data = {**PROFILES[profile], **given}
         return data
 
-    @field_validator("lab_task", "heldout_tasks", "production_targets")
+    @field_validator("lab_task", "heldout_tasks", "production_targets", mode="before")
     @classmethod
-    def _known_tasks(cls, value):
-        for ref in value if isinstance(value, list) else [value]:
-            if isinstance(ref, str) and ref not in BUILTIN_TASKS:
-                raise ValueError(
-                    f"unknown task {ref!r}; built-in tasks: {', '.join(sorted(BUILTIN_TASKS))}"
-                )
+    def _read_tasks(cls, value):
+        """Built-in names stay names; a task file is read (and validated) into its spec."""
+        if isinstance(value, list):
+            return [cls._read_tasks(ref) for ref in value]
+        if isinstance(value, str) and value not in BUILTIN_TASKS:
+            try:
+                return resolve_task(value)
+            except LabgapInputError as error:
+                raise ValueError(str(error)) from None
         return value
+
+    @field_validator("claude", mode="after")
+    @classmethod
+    def _default_claude(cls, value: ClaudeSettings | None) -> ClaudeSettings:
+        return value if value is not None else ClaudeSettings()
 
     @model_validator(mode="after")
     def _check_tasks(self) -> "StudyConfig":

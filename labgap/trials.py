@@ -28,9 +28,12 @@ class RecordedTrial(BaseModel):
 
 
 class Executor(Protocol):
-    """Runs experiments; returns one result per (method, seed), in the order asked."""
+    """Runs experiments; returns one result per (method, seed), in the order asked. `phase`
+    (search, confirm, transfer) only labels the runs."""
 
-    def run(self, task: TaskSpec, runs: list[tuple[MethodSpec, int]]) -> list[TrialResult]: ...
+    def run(
+        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
+    ) -> list[TrialResult]: ...
 
 
 class LocalExecutor:
@@ -39,7 +42,9 @@ class LocalExecutor:
     def __init__(self, engine: W2SEngine):
         self.engine = engine
 
-    def run(self, task: TaskSpec, runs: list[tuple[MethodSpec, int]]) -> list[TrialResult]:
+    def run(
+        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
+    ) -> list[TrialResult]:
         return [self.engine.run(task, method, seed) for method, seed in runs]
 
 
@@ -49,7 +54,7 @@ class TrialBook:
         executor: Executor,
         recorded: list[RecordedTrial],
         on_new: Callable[[str, str, list[TrialResult]], None],
-        on_progress: Callable[[str], None] = lambda message: None,
+        on_progress: Callable[[str, int, int], None] = lambda task, ran, reused: None,
     ):
         self._executor = executor
         self._on_new = on_new
@@ -71,15 +76,12 @@ class TrialBook:
             }.values()
         )
         if missing:
-            self._on_progress(
-                f"{task.name}: running {len(missing)} experiment(s), "
-                f"{len(wanted) - len(missing)} already recorded"
-            )
-            fresh = self._executor.run(task, missing)
+            fresh = self._executor.run(task, missing, phase)
             self._on_new(phase, batch, fresh)
             for trial in fresh:
                 key = _key(trial.task_hash, trial.method_hash, trial.seed)
                 self._known[key] = RecordedTrial(phase=phase, trial=trial)
+            self._on_progress(task.name, len(missing), len(wanted) - len(missing))
         return [self._known[_key(task.task_hash, m.method_hash, s)].trial for m, s in wanted]
 
     def has(self, task: TaskSpec, method: MethodSpec, seed: int) -> bool:

@@ -11,6 +11,7 @@ from labgap.data.tasks import TaskSpec
 from labgap.engine.model import TorchThreads
 from labgap.engine.w2s import TrialResult, W2SEngine
 from labgap.methods.spec import MethodSpec
+from tasks.logs import quiet_completed_task_runs
 from tasks.retry import RETRY_OPTIONS
 
 _engine: W2SEngine | None = None
@@ -20,6 +21,7 @@ def init_worker(workers: int) -> None:
     """Runs once per worker process: torch gets its share of the cores, not all of them."""
     global _engine
     TorchThreads.configure(workers)
+    quiet_completed_task_runs()
     _engine = W2SEngine(workers=workers)
     atexit.register(leave_quietly)
 

@@ -1,6 +1,7 @@
 from datetime import date
 
 import pytest
+from pydantic import ValidationError
 
 from labgap.config import PROFILES, StudyConfig, load_study_config
 from labgap.errors import LabgapInputError
@@ -48,3 +49,29 @@ def test_config_file_overrides_and_cli_values(tmp_path):
 def test_invalid_study_configs(body, message):
     with pytest.raises(LabgapInputError, match=message):
         load_study_config(None, **body)
+
+
+def test_empty_sizes_come_from_the_profile_and_explicit_ones_win():
+    quick = StudyConfig(profile="quick", n_agents=None, rounds=None, heldout_tasks=None)
+    assert (quick.n_agents, quick.rounds, quick.heldout_tasks) == (
+        3,
+        2,
+        ["bbc-heldout", "digits-heldout"],
+    )
+    assert quick.config_hash == StudyConfig(profile="quick").config_hash
+    assert StudyConfig(profile="quick", rounds=7).rounds == 7
+    assert StudyConfig(claude=None).claude.model == StudyConfig().claude.model
+
+
+def test_a_task_file_is_read_into_its_spec(tmp_path, tiny_binary_task):
+    path = tmp_path / "mine.json"
+    path.write_text(tiny_binary_task.model_dump_json())
+    config = StudyConfig(lab_task=str(path), heldout_tasks=["bbc-heldout"], production_targets=[])
+    assert config.lab() == tiny_binary_task
+    with pytest.raises(ValidationError, match="missing.yaml"):
+        StudyConfig(lab_task=str(tmp_path / "missing.yaml"))
+
+
+def test_a_profile_that_is_not_a_name_is_a_clear_error():
+    with pytest.raises(ValidationError, match="Input should be 'quick', 'default' or 'full'"):
+        StudyConfig(profile=["quick"])

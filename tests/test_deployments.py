@@ -93,3 +93,21 @@ def test_quick_deployment_runs_with_parameters_and_leaves_artifacts_and_rows(
         assert study["status"] == "completed" and study["seed"] == 5
         assert count_rows(store, "gap_results") == 1 + 2 + 1
         assert count_rows(store, "transfer_trials") == 3 * 3
+
+
+def test_the_untouched_quick_form_runs_a_quick_study(deployed):
+    """What the Custom-run form sends untouched: the schema's defaults under the deployment's
+    parameters. Empty sizes must come from the deployment's profile, not the default profile."""
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("replication-study/nightly-quick")
+    schema = deployment.parameter_openapi_schema
+    form = {**schema["properties"]["config"]["default"], **deployment.parameters["config"]}
+    properties = schema["definitions"]["StudyConfig"]["properties"]
+    for size in ("n_agents", "rounds", "quick_seeds", "confirmation_seeds", "heldout_tasks"):
+        assert form[size] is None and "empty: from the profile" in properties[size]["description"]
+    assert properties["n_agents"]["anyOf"][0] == {"maximum": 32, "minimum": 1, "type": "integer"}
+    assert "rt-lab" in properties["lab_task"]["anyOf"][0]["enum"]
+    config = StudyConfig.model_validate(form)
+    assert (config.n_agents, config.rounds, config.confirmation_seeds) == (3, 2, 4)
+    assert config.production_targets == ["rt-noisy-teacher"]
+    assert config.resolved_study_id.startswith("nightly-quick-")

@@ -12,9 +12,9 @@ class CountingExecutor(LocalExecutor):
         super().__init__(W2SEngine())
         self.batches: list[list[tuple[str, int]]] = []
 
-    def run(self, task, runs):
+    def run(self, task, runs, phase):
         self.batches.append([(method.method_hash, seed) for method, seed in runs])
-        return super().run(task, runs)
+        return super().run(task, runs, phase)
 
 
 def test_missing_trials_run_once_as_one_batch_and_are_handed_over_first(tiny_binary_task):

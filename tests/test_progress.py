@@ -1,0 +1,32 @@
+"""Progress lines: stage N of 5, counts, elapsed time and an estimate of what is left."""
+
+from labgap.config import StudyConfig
+from labgap.plan import build_plan
+from labgap.progress import StudyProgress
+
+
+def test_lines_say_the_stage_the_counts_and_the_time_left(tiny_study_tasks):
+    lab, heldout, production = tiny_study_tasks
+    config = StudyConfig(
+        lab_task=lab,
+        heldout_tasks=[heldout],
+        production_targets=[production],
+        n_agents=2,
+        rounds=2,
+        quick_seeds=2,
+        confirmation_seeds=3,
+    )
+    now, lines = [100.0], []
+    progress = StudyProgress(build_plan(config), lines.append, clock=lambda: now[0])
+    assert progress.planned == (2 * 2 * 1 + 1) * 2 + 2 * 3 * 3
+    progress.stage("search")
+    now[0] = 110.0
+    progress.experiments("tiny-binary", ran=4, reused=0)
+    now[0] = 120.0
+    progress.finished("4 scoring calls")
+    assert lines[0] == "stage 2/5 search: started; 0 s elapsed"
+    assert lines[1] == (
+        "stage 2/5 search: tiny-binary: 4 experiment(s) run, 0 read back; 4/28 done; "
+        "10 s elapsed, about 60 s left"
+    )
+    assert lines[2] == "stage 2/5 search: done in 20 s (4 scoring calls)"
