@@ -197,6 +197,35 @@ def report(
     print(f"\n(report and plots in {files.folder})")
 
 
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="one SQL query, e.g. 'SELECT * FROM verdicts'")],
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
+    db: DbOption = None,
+) -> None:
+    """Query the analysts' snapshot of the database, read-only (never the study's own file)."""
+    from rich.text import Text
+
+    from labgap.store.snapshot import read_snapshot
+
+    try:
+        frame = read_snapshot(db, query)
+    except LabgapInputError as error:
+        # Plain and unwrapped on stderr: one line, and stdout stays clean for --csv readers.
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if csv:
+        sys.stdout.write(frame.write_csv())
+        return
+    table = Table()
+    for column in frame.columns:
+        table.add_column(Text(column))
+    for row in frame.iter_rows():
+        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
+    console.print(table)
+    console.print(f"{frame.height} row(s)")
+
+
 def print_summary(summary) -> None:
     def number(value, digits=3):
         return "—" if value is None else f"{value:+.{digits}f}"

@@ -42,3 +42,41 @@ def test_tasks_lists_the_builtins():
     result = runner.invoke(app, ["tasks"])
     assert result.exit_code == 0, result.output
     assert "rt-lab" in result.output and "digits-heldout" in result.output
+
+
+def test_sql_queries_the_snapshot_that_experiment_publishes(tmp_path, tiny_binary_task):
+    task_file = tmp_path / "task.json"
+    task_file.write_text(json.dumps(tiny_binary_task.model_dump(mode="json")))
+    db = tmp_path / "cli.duckdb"
+    args = ["experiment", "--task", str(task_file), "--method", "vanilla", "--method", "logconf"]
+    ran = runner.invoke(app, [*args, "--seeds", "2", "--db", str(db)])
+    assert ran.exit_code == 0, ran.output
+    query = "SELECT phase, count(*) AS n, count(pgr_test) AS scored FROM trials GROUP BY phase"
+    with Store(db):  # the writer's file may be held: analysts read their own copy
+        as_csv = runner.invoke(app, ["sql", query, "--csv", "--db", str(db)])
+        as_table = runner.invoke(app, ["sql", "SELECT * FROM leaderboard", "--db", str(db)])
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout == "phase,n,scored\nadhoc,4,4\n"
+    assert as_table.exit_code == 0, as_table.output
+    assert "mean_dev_pgr" in as_table.stdout and "0 row(s)" in as_table.stdout
+
+
+def test_sql_errors_are_one_line_with_status_2(tmp_path):
+    db = tmp_path / "s.duckdb"
+    missing = runner.invoke(app, ["sql", "SELECT 1", "--db", str(db)])
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("error: no analysts' snapshot at ")
+    assert "run one first" in missing.stderr and missing.stderr.count("\n") == 1
+    with Store(db) as store:
+        store.snapshots.stage_recorded()
+    for query, message in [
+        ("SELECT * FROM trial", 'Table with name trial does not exist! Did you mean "trials"?'),
+        ("SELEC 1", 'Parser Error: syntax error at or near "SELEC"'),
+        ("DELETE FROM trials", "read-only mode"),
+        (f"ATTACH '{db}' AS writer", "file system operations are disabled"),
+    ]:
+        result = runner.invoke(app, ["sql", query, "--db", str(db)])
+        assert result.exit_code == 2, result.output
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr
+        assert "Traceback" not in result.output

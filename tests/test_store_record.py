@@ -75,3 +75,96 @@ def test_the_first_stop_of_an_agent_is_kept_and_a_study_finishes_once_written(pl
         study = store.query("SELECT status, overall_verdict, finished_at FROM studies")
         assert study.row(0)[:2] == ("completed", "replicated") and study.row(0)[2] is not None
         assert isinstance(store.query("SELECT * FROM trials"), pl.DataFrame)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTimer:
+    """Stands in for threading.Timer: the test fires it by hand."""
+
+    def __init__(self, delay, function):
+        self.delay, self.function, self.started, self.cancelled = delay, function, False, False
+
+    def start(self):
+        self.started = True
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_streamed_rows_publish_at_most_every_30_s_and_stages_at_once(plan, tmp_path, monkeypatch):
+    from labgap.stages import PairedSeed
+    from labgap.store import snapshot
+
+    published: list[float] = []
+    real_publish = snapshot.publish_snapshot
+
+    def counting_publish(connection, target):
+        published.append(clock.now)
+        real_publish(connection, target)
+
+    monkeypatch.setattr(snapshot, "publish_snapshot", counting_publish)
+    clock, timers = FakeClock(), []
+    trials = [W2SEngine().run(plan.lab.spec, PRESETS["vanilla"], seed) for seed in (0, 1, 2)]
+    pair = PairedSeed(
+        target=plan.lab.spec.name,
+        role="lab_confirmation",
+        task_hash=plan.lab.spec.task_hash,
+        seed=9,
+        baseline_method_hash="a",
+        winner_method_hash="b",
+        weak_acc=0.6,
+        ceiling_acc=0.9,
+        baseline_acc=0.7,
+        winner_acc=0.8,
+        baseline_pgr=0.33,
+        winner_pgr=0.67,
+    )
+
+    def at(now):
+        clock.now = now
+        return record
+
+    def timer(delay, function):
+        timers.append(FakeTimer(delay, function))
+        return timers[-1]
+
+    store = Store(tmp_path / "r.duckdb")
+    store.snapshots = snapshot.SnapshotPublisher(
+        store.connection, store.snapshots.target, clock=clock, timer=timer
+    )
+    record = StudyRecorder(store, plan.study_id, "v1")
+    at(0).study_started(plan)  # nothing published yet: streamed rows go out at once
+    at(1).plan(plan)  # a stage: at once
+    assert published == [0, 1]
+    at(5).trials("search", "r0", trials[:1])
+    at(10).trials("search", "r1", trials[1:2])
+    assert published == [0, 1]
+    assert [t.delay for t in timers] == [26] and timers[0].started  # one timer, at 1 + 30 s
+    at(31).trials("search", "r2", trials[2:])  # 30 s after the last publication
+    assert published == [0, 1, 31] and timers[0].cancelled
+    at(40).agent_stopped(0, 1, "budget")
+    assert published == [0, 1, 31] and [t.delay for t in timers] == [26, 21]
+    clock.now = 61  # the timer fires: the last streamed rows reach analysts without a write
+    timers[1].function()
+    assert published == [0, 1, 31, 61]
+    at(62).leaderboard(pl.DataFrame({"rank": [1]}))
+    at(62.5).transfer_trials([pair], "confirm")
+    at(63).finished("completed", "replicated")
+    assert published == [0, 1, 31, 61, 62, 62.5, 63]
+    snapshot_rows = snapshot.read_snapshot(
+        store.path,
+        "SELECT (SELECT count(*) FROM trials) AS trials, status, "
+        "(SELECT stop_reason FROM agents WHERE agent_id = 0) AS stop FROM studies",
+    )
+    assert snapshot_rows.row(0) == (3, "completed", "budget")
+    at(64).agent_stopped(1, 1, "budget")
+    assert len(published) == 7
+    store.close()  # what is still pending is published on close
+    assert published == [0, 1, 31, 61, 62, 62.5, 63, 64]

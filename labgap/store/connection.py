@@ -3,6 +3,7 @@
 Every table has a primary key made of natural identifiers (study, task, method hash, seed, ...),
 and every write is `INSERT OR IGNORE ... BY NAME` inside a transaction, so writing the same result
 twice (a retried task, a re-run study) leaves exactly one row, and a failed batch leaves none.
+Analysts never open this file: they read the snapshot it publishes (`labgap.store.snapshot`).
 """
 
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import polars as pl
 
 from labgap.paths import default_db_path
 from labgap.store.schema import SCHEMA_VERSION, TABLES, VIEWS
+from labgap.store.snapshot import SnapshotPublisher, analysts_path
 
 
 class Store:
@@ -31,6 +33,12 @@ class Store:
                 "labgap keeps one writer per database file."
             ) from error
         self.ensure_schema()
+        # Publishes the analysts' copy when a recorder says so; idle in a store nobody records to.
+        self.snapshots = (
+            None
+            if str(self.path) == ":memory:"
+            else SnapshotPublisher(self.connection, analysts_path(self.path))
+        )
 
     def ensure_schema(self) -> None:
         """Create what is missing; refuse a database written by another schema version."""
@@ -89,6 +97,9 @@ class Store:
             cursor.close()
 
     def close(self) -> None:
+        """Rows recorded since the last publication reach the analysts' copy before closing."""
+        if self.snapshots is not None:
+            self.snapshots.close()
         self.connection.close()
 
     def __enter__(self) -> "Store":

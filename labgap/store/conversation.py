@@ -10,7 +10,7 @@ class DuckDBConversationLog:
     """`ConversationLog` on the study's store: rows of `agent_messages` and `llm_calls`.
 
     Every append is its own transaction, so what was said and paid for is on disk before the
-    agent acts on it.
+    agent acts on it; the analysts' snapshot follows at most every ~30 s.
     """
 
     def __init__(self, store: Store, study_id: str):
@@ -27,9 +27,15 @@ class DuckDBConversationLog:
 
     def append(self, message: StoredMessage) -> None:
         self.store.insert("agent_messages", to_frame([message], study_id=self.study_id))
+        self._published()
 
     def record_call(self, call: LLMCall) -> None:
         self.store.insert("llm_calls", to_frame([call], study_id=self.study_id))
+        self._published()
+
+    def _published(self) -> None:
+        if self.store.snapshots is not None:
+            self.store.snapshots.rows_recorded()
 
     def calls(self, agent_id: int) -> list[LLMCall]:
         rows = self.store.query(

@@ -3,6 +3,10 @@
 The flow process owns one `StudyRecorder` per study and calls it as results complete. A stage's
 frame passes its quality gate (the flow supplies the gate) before it is written; every check is
 recorded, and a failed critical check raises before anything of that frame reaches its table.
+
+After each write the analysts' snapshot is refreshed (`labgap.store.snapshot`): at once when a
+stage is recorded (the plan, the search's end, confirmation and transfer, the gap results, the
+study's end), throttled while trials, scoring calls and forum posts stream in.
 """
 
 import json
@@ -44,22 +48,27 @@ class StudyRecorder:
     def study_started(self, plan: StudyPlan) -> None:
         """The study row (status `running`); a resumed study keeps its first row."""
         self.store.insert("studies", study_row(plan))
+        self._published(stage=False)
 
     def plan(self, plan: StudyPlan) -> None:
         self._write("tasks", task_rows(plan))
         self.store.insert("agents", agent_rows(plan))
+        self._published(stage=True)
 
     def trials(self, phase: str, batch: str, trials: list[TrialResult]) -> None:
         frame = to_frame(
             trials, study_id=self.study_id, phase=phase, code_version=self.code_version
         )
         self._write("trials", frame, batch)
+        self._published(stage=False)
 
     def scoring_calls(self, calls: list[ScoringCall]) -> None:
         self.store.insert("scoring_calls", to_frame(calls, study_id=self.study_id))
+        self._published(stage=False)
 
     def forum_posts(self, posts: list[ForumPost]) -> None:
         self.store.insert("forum_posts", forum_post_rows(self.study_id, posts))
+        self._published(stage=False)
 
     def agent_stopped(self, agent_id: int, round: int, reason: str) -> None:
         """The first stop of an agent is kept (a replayed round does not move it)."""
@@ -69,16 +78,20 @@ class StudyRecorder:
                 "WHERE study_id = ? AND agent_id = ? AND stop_reason IS NULL",
                 [reason, round, self.study_id, agent_id],
             )
+        self._published(stage=False)
 
     def leaderboard(self, board: pl.DataFrame) -> None:
         """Gated only: the `leaderboard` view shows the same ranking from the recorded trials."""
         self._check("leaderboard", board.with_columns(study_id=pl.lit(self.study_id)), "all")
+        self._published(stage=True)
 
     def transfer_trials(self, pairs: list[PairedSeed], batch: str) -> None:
         self._write("transfer_trials", transfer_rows(self.study_id, pairs), batch)
+        self._published(stage=True)
 
     def gap_results(self, analysis: GapAnalysis, roles: dict[str, str]) -> None:
         self._write("gap_results", gap_rows(self.study_id, analysis, roles))
+        self._published(stage=True)
 
     def finished(
         self,
@@ -94,6 +107,16 @@ class StudyRecorder:
                 "finished_at = current_timestamp WHERE study_id = ?",
                 [status, verdict, error, flags, self.study_id],
             )
+        self._published(stage=True)
+
+    def _published(self, stage: bool) -> None:
+        """Refresh the analysts' snapshot: now after a stage, at most every ~30 s for streamed rows."""
+        if self.store.snapshots is None:
+            return
+        if stage:
+            self.store.snapshots.stage_recorded()
+        else:
+            self.store.snapshots.rows_recorded()
 
     def _write(self, table: str, frame: pl.DataFrame, batch: str = "all") -> None:
         self._check(table, frame, batch)
