@@ -168,11 +168,20 @@ def run(
             api_key_from_env()
     except LabgapInputError as error:
         fail(str(error))
+    from prefect.exceptions import TerminationSignal
+
     from flows.api import local_prefect_api
     from flows.study import replication_study
 
-    with local_prefect_api():
-        summary = replication_study(config=study, db_path=str(db) if db else None)
+    try:
+        with local_prefect_api():
+            summary = replication_study(config=study, db_path=str(db) if db else None)
+    except (KeyboardInterrupt, TerminationSignal):
+        console.print(
+            "[yellow]cancelled:[/yellow] the study is marked cancelled; run the same command "
+            "again to resume it"
+        )
+        raise typer.Exit(130) from None
     print_summary(summary)
 
 

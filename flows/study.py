@@ -91,8 +91,12 @@ def replication_study(
             record.gap_results(analysis, config.target_roles())
             record.finished("completed", analysis.overall_verdict, hacking=confirmed.hacking)
             progress.finished(f"overall verdict {analysis.overall_verdict}")
-        except Exception as error:
-            record.finished("failed", error=f"{type(error).__name__}: {error}")
+        except BaseException as error:
+            # Ctrl-C, SIGTERM and a Prefect cancellation are BaseExceptions: the study is
+            # `cancelled` (a later run of the same id resumes it), anything else `failed`.
+            ended = "failed" if isinstance(error, Exception) else "cancelled"
+            reason = f"{type(error).__name__} during {progress.current}"
+            record.finished(ended, error=f"{reason}: {error}" if str(error) else reason)
             raise
         data = load_report_data(store, study_id)
         files = publish_report(data)

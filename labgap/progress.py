@@ -33,6 +33,13 @@ class StudyProgress:
         self._stage = 0
         self._stage_started = self._started
 
+    @property
+    def current(self) -> str:
+        """Where the study is, for a record of where it stopped."""
+        if self._stage == 0:
+            return "planning"
+        return f"stage {self._stage}/{len(STAGES)} {STAGES[self._stage - 1]}"
+
     def stage(self, name: str) -> None:
         """A stage begins."""
         self._stage, self._stage_started = STAGES.index(name) + 1, self._clock()

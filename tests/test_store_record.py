@@ -36,18 +36,27 @@ def test_trials_pass_their_gate_and_read_back_with_their_phase(plan, tmp_path):
         record = StudyRecorder(store, plan.study_id, "v1", gate_for(plan.study_id))
         record.study_started(plan)
         record.plan(plan)
-        record.trials("search", "round0", trials)
-        record.trials("search", "round0-again", trials)
+        record.trials("search", "round0", trials[:1])
+        record.trials("search", "round0", trials[1:])
+        record.trials("search", "round0", trials[1:])
         assert count_rows(store, "trials") == 2
         back = recorded_trials(store, plan.study_id)
         assert sorted((r.trial for r in back), key=lambda t: t.seed) == trials
         assert {r.phase for r in back} == {"search"}
         batches = store.query("SELECT DISTINCT stage, batch FROM quality_checks ORDER BY ALL")
-        assert batches.rows() == [
-            ("tasks", "all"),
-            ("trials", "round0"),
-            ("trials", "round0-again"),
-        ]
+        stages = [(stage, batch.rsplit("-", 1)[0]) for stage, batch in batches.rows()]
+        assert stages == [("tasks", "all"), ("trials", "round0"), ("trials", "round0")]
+
+
+def test_a_resumed_study_is_running_again_until_it_ends(plan, tmp_path):
+    with Store(tmp_path / "r.duckdb") as store:
+        record = StudyRecorder(store, plan.study_id, "v1")
+        record.study_started(plan)
+        record.finished("cancelled", error="KeyboardInterrupt during stage 2/5 search")
+        first = store.query("SELECT started_at FROM studies")["started_at"][0]
+        record.study_started(plan)
+        row = store.query("SELECT status, error, finished_at, started_at FROM studies").row(0)
+        assert row == ("running", None, None, first)
 
 
 def test_a_failed_gate_writes_the_checks_and_none_of_the_rows(plan, tmp_path):

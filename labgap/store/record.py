@@ -9,6 +9,7 @@ stage is recorded (the plan, the search's end, confirmation and transfer, the ga
 study's end), throttled while trials, scoring calls and forum posts stream in.
 """
 
+import hashlib
 import json
 from collections.abc import Callable
 
@@ -46,8 +47,15 @@ class StudyRecorder:
         self._gate = gate
 
     def study_started(self, plan: StudyPlan) -> None:
-        """The study row (status `running`); a resumed study keeps its first row."""
-        self.store.insert("studies", study_row(plan))
+        """The study row, status `running`. A resumed study (after a crash, a cancellation or a
+        failure) keeps its first row and start time and is `running` again until it ends."""
+        with self.store.transaction() as cursor:
+            self.store.insert("studies", study_row(plan), cursor)
+            cursor.execute(
+                "UPDATE studies SET status = 'running', overall_verdict = NULL, error = NULL, "
+                "hacking_flags = NULL, finished_at = NULL WHERE study_id = ?",
+                [self.study_id],
+            )
         self._published(stage=False)
 
     def plan(self, plan: StudyPlan) -> None:
@@ -126,8 +134,15 @@ class StudyRecorder:
         if self._gate is None:
             return
         result = self._gate(stage, frame)
-        self.store.insert("quality_checks", to_frame(result.checks, batch=batch))
+        checks = to_frame(result.checks, batch=f"{batch}-{_digest(frame)}")
+        self.store.insert("quality_checks", checks)
         result.raise_for_failures()
+
+
+def _digest(frame: pl.DataFrame) -> str:
+    """Names a checked frame by its content: two gates of one batch name never share a key, and
+    re-checking the same rows (a resumed study) records its checks once."""
+    return hashlib.sha256(frame.write_csv().encode()).hexdigest()[:12]
 
 
 def recorded_trials(store: Store, study_id: str) -> list[RecordedTrial]:
