@@ -1,7 +1,8 @@
 """The study's results where users look: report files and plots, UI artifacts, and an event.
 
 Every surface renders one `ReportData` (`labgap.reporting.data.load_report_data`): nothing here
-reads the database. Ops can attach a Prefect automation to the event
+reads the database. The UI artifacts are keyed by study name (the study id is in their description)
+and carry their figures inline, since the UI cannot reach the flow's disk. Ops can attach a Prefect automation to the event
 `labgap.study.verdict-changed`: it is emitted when a study's overall verdict differs from the
 previous completed study of the same name.
 """
@@ -14,52 +15,52 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from labgap.reporting.data import ReportData
-from labgap.reporting.markdown import ReportFiles, render_markdown, write_report
+from labgap.reporting.markdown import (
+    ReportFiles,
+    inline_figures,
+    leaderboard_rows,
+    render_markdown,
+    write_report,
+)
+from labgap.reporting.markup import code, text
 from labgap.reporting.summary import VerdictChange, verdict_change
 
 VERDICT_CHANGED = "labgap.study.verdict-changed"
 LEADERBOARD_ARTIFACT_ROWS = 20
-LEADERBOARD_ARTIFACT_COLUMNS = (
-    "rank",
-    "family",
-    "mean_dev_pgr",
-    "se_dev_pgr",
-    "n_seeds",
-    "proposed_by",
-    "method_hash",
-)
 
 
-def artifact_key(study_id: str, what: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{what}-{study_id}".lower()).strip("-")[:100]
+def artifact_key(name: str, what: str) -> str:
+    """One key per study name, so a deployment's artifacts of one kind form a history.
+
+    Keys allow lowercase letters, digits and dashes only.
+    """
+    return re.sub(r"[^a-z0-9]+", "-", f"{what}-{name}".lower()).strip("-")[:100]
+
+
+def report_artifact(data: ReportData, files: ReportFiles) -> str:
+    """The report with its figures inline: the UI cannot reach the PNGs on the flow's machine."""
+    return (
+        f"{render_markdown(data, inline_figures(files))}\n"
+        f"_report.md, report.html and the figures' PNGs are written to {code(files.folder)} "
+        "on the machine that ran the study._\n"
+    )
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(data: ReportData) -> ReportFiles:
-    """Write report.md and its plots, and show the leaderboard and the report in the UI."""
-    study_id = data.study.study_id
+    """Write the report's files, and show the leaderboard and the report in the UI."""
+    study = data.study
     files = write_report(data)
+    which = f"study {code(study.study_id)} ({text(study.status)})"
     create_table_artifact(
-        key=artifact_key(study_id, "leaderboard"),
-        table=[
-            {column: getattr(row, column) for column in LEADERBOARD_ARTIFACT_COLUMNS}
-            for row in data.leaderboard[:LEADERBOARD_ARTIFACT_ROWS]
-        ],
-        description=f"Leaderboard of study {study_id}: mean dev PGR over the pipeline's trials",
-    )
-    plots = "\n".join(
-        f"- {name}: `{path}`"
-        for name, path in [
-            ("research progress", files.research_progress),
-            ("forest plot", files.forest_plot),
-            ("gap trend", files.gap_trend),
-        ]
+        key=artifact_key(study.name, "leaderboard"),
+        table=leaderboard_rows(data, LEADERBOARD_ARTIFACT_ROWS),
+        description=f"Leaderboard of {which}: mean dev PGR over the pipeline's own trials",
     )
     create_markdown_artifact(
-        key=artifact_key(study_id, "report"),
-        markdown=f"{render_markdown(data)}\n\n## Files\n\n- report: `{files.markdown}`\n{plots}\n",
-        description=f"Replication study {study_id}: verdicts, lab effect, targets, cost",
+        key=artifact_key(study.name, "report"),
+        markdown=report_artifact(data, files),
+        description=f"Replication report of {which}: verdicts, lab effect, targets, cost",
     )
     return files
 

@@ -1,6 +1,7 @@
 """The markdown report and `write_report`, rendered from `load_report_data` on small studies."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -8,8 +9,11 @@ import polars as pl
 import pytest
 from studies import Studies, assert_png
 
+from labgap.methods.spec import MethodSpec
+from labgap.reporting import markup
 from labgap.reporting.data import load_report_data
-from labgap.reporting.markdown import render_markdown, write_report
+from labgap.reporting.markdown import FIGURES, leaderboard_rows, render_markdown, write_report
+from labgap.search.agent import describe_method
 from labgap.store.connection import Store
 
 
@@ -63,13 +67,105 @@ def test_report_of_a_finished_study(studies, data_dir):
     assert f"`{winner}` (confirmed on fresh seeds)" in text and "```json" in text
     board = section(text, "## Leaderboard")
     assert len([ln for ln in board if ln.startswith("| ")]) == 1 + 10
-    assert "| 1 | " in board[board.index("|---|---|---|---|---|---|---|") + 1]
+    assert "| rank | dev PGR ± SE | seeds | proposed by | family | method |" in board
+    assert "| 1 | " in board[board.index("|---|---|---|---|---|---|") + 1]
+    rows = [ln for ln in board if re.match(r"\| \d+ \|", ln)]
+    assert all(re.match(r"\| \d+ \| \d\.\d{3} ± \d\.\d{3} \| \d+ \| agents? \d", ln) for ln in rows)
     assert "## Reward-hacking checks" in text and "## Idea diversity" in text
     total = trials["wall_seconds"].sum()
     assert f"{trials.height} experiments (trials rows" in text and f"{total:.1f} s" in text
     assert "No LLM calls recorded for this study (embedded agents)." in text
     for name in ("research_progress.png", "forest_plot.png", "gap_trend.png"):
         assert f"]({name})" in text
+    assert files.html.parent == files.folder and "<table>" in files.html.read_text()
+
+
+def test_figures_take_the_sources_they_are_given(studies):
+    with Store(studies.db) as store:
+        data = load_report_data(store, studies.second)
+    sources = {name: f"data:image/png;base64,{name}" for name in FIGURES}
+    text = render_markdown(data, sources)
+    for name, (_, caption) in FIGURES.items():
+        assert f"![{caption}](data:image/png;base64,{name})" in text
+    assert ".png)" not in text
+
+
+def test_leaderboard_rows_are_rounded_and_described(studies):
+    with Store(studies.db) as store:
+        data = load_report_data(store, studies.second)
+    rows = leaderboard_rows(data, 3)
+    assert [row["rank"] for row in rows] == [1, 2, 3]
+    for row, ranked in zip(rows, data.leaderboard, strict=False):
+        assert row["dev PGR ± SE"] == f"{ranked.mean_dev_pgr:.3f} ± {ranked.se_dev_pgr:.3f}"
+        method = describe_method(MethodSpec.model_validate_json(ranked.method_json))
+        assert row["family"] == ranked.family and row["method"] == method
+        agents = ranked.proposed_by.split(",")
+        assert row["proposed by"] == f"agent{'s' if len(agents) > 1 else ''} {', '.join(agents)}"
+        assert ranked.method_hash not in json.dumps(row)
+
+
+def test_markdown_escapes_what_could_break_a_table_or_inject_html():
+    evil = "<img src=x onerror=alert(1)> a | b [l](http://e) ![i](http://e/i.png) &lt;\nnext"
+    escaped = markup.text(evil)
+    assert escaped == (
+        "\\<img src=x onerror=alert(1)> a \\| b [l\\](http://e) ![i\\](http://e/i.png) \\&lt; next"
+    )
+    assert markup.text("Δ's upper bound 0.1 < 0, CI [0.1, 0.2] & more") == (
+        "Δ's upper bound 0.1 < 0, CI [0.1, 0.2] & more"
+    )
+    assert markup.text("a\\|b `c`") == "a\\\\\\|b \\`c\\`"
+    assert markup.code("x`y") == "``x`y``" and markup.code("`x") == "`` `x ``"
+    assert markup.code("a\nb") == "`a b`"
+    assert markup.fence("```\n<b>", "json") == ["````json", "```\n<b>", "````"]
+
+
+def test_database_text_cannot_break_the_report(studies, tmp_path):
+    """Hostile reasons, directions, flags and errors stay text in the markdown and the HTML."""
+    db = tmp_path / "hostile.duckdb"
+    shutil.copy(studies.db, db)
+    evil = "<script>alert(1)</script> | ![x](http://evil/x.png) `tick` [l](http://evil)"
+    with Store(db) as store, store.transaction() as cursor:
+        cursor.execute(
+            "UPDATE gap_results SET reasons = ? WHERE study_id = ?",
+            [json.dumps([evil]), studies.second],
+        )
+        cursor.execute(
+            "UPDATE studies SET error = ?, hacking_flags = ? WHERE study_id = ?",
+            [
+                "```\n<img src=http://evil/e.png> `x`",
+                json.dumps({"flags": ["<b>f</b>"], "reasons": [evil]}),
+                studies.second,
+            ],
+        )
+        cursor.execute(
+            "UPDATE agents SET direction = ? WHERE study_id = ?", ["<i>d</i>|x", studies.second]
+        )
+    with Store(db) as store:
+        files = write_report(load_report_data(store, studies.second), folder=tmp_path / "out")
+    markdown = files.markdown.read_text()
+    error = "- error: ```` ``` <img src=http://evil/e.png> `x` ````"
+    assert error in markdown  # a code span its backticks cannot close: shown, not rendered
+    outside_code = markdown.replace(error, "")
+    assert "<script" not in outside_code.replace("\\<script", "")
+    assert "<img" not in outside_code.replace("\\<img", "")
+    assert not re.search(r"(?<!\\)\]\(http", outside_code)
+    targets = section(markdown, "## Targets")
+    header = next(ln for ln in targets if ln.startswith("| target |"))
+    rows = [line for line in targets[targets.index(header) + 2 :] if line.startswith("| ")]
+    assert len(rows) == 2
+    for line in rows:
+        cells = re.split(r"(?<!\\)\|", line)
+        assert len(cells) == header.count("|") + 1, line
+    diversity = section(markdown, "## Idea diversity")
+    assert any("| \\<i>d\\</i>\\|x |" in line for line in diversity)
+    page = files.html.read_text()
+    assert "<script" not in page and "<b>f</b>" not in page and "<i>d</i>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert all(
+        link.startswith("data:image/png;base64,") for link in re.findall(r'src="([^"]*)"', page)
+    )
+    assert "href=" not in page
+    assert page.count("<img ") == len(FIGURES)
 
 
 def test_report_of_an_incomplete_study_says_so(studies, data_dir):

@@ -1,11 +1,13 @@
-"""Study reports: a markdown page and three figures per study, rendered from a `ReportData`.
+"""Study reports: a markdown page, the same page as standalone HTML, and three figures per study.
 
 Everything comes from the database through `load_report_data`, never from a flow's memory, so a
 report can be written for any study at any time (finished, failed or still running) and says what
-is missing instead of crashing. Nothing here queries anything.
+is missing instead of crashing. Nothing here queries anything. Text from the database goes through
+`labgap.reporting.markup`, since the Prefect UI renders this markdown with HTML enabled.
 """
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -17,11 +19,23 @@ from labgap.reporting.figures import (
     plot_forest,
     plot_gap_trend,
     plot_research_progress,
+    png_data_uri,
     save_figure,
 )
+from labgap.reporting.html import render_html
+from labgap.reporting.markup import code, fence, text
 from labgap.search.agent import describe_method
 
 LEADERBOARD_ROWS = 10
+FIGURES = {
+    "research_progress": (
+        plot_research_progress,
+        "Research progress: best dev PGR so far per agent",
+    ),
+    "forest_plot": (plot_forest, "Forest plot: lab effect and target effects with 95% CIs"),
+    "gap_trend": (plot_gap_trend, "Gap trend across studies of the same name"),
+}
+"""Each figure's `ReportFiles` field (and file name without .png), drawing and caption."""
 
 
 class ReportFiles(BaseModel):
@@ -29,27 +43,37 @@ class ReportFiles(BaseModel):
 
     folder: Path
     markdown: Path
+    html: Path
+    """The report with its figures inlined: one file to open in a browser or send."""
     research_progress: Path
     forest_plot: Path
     gap_trend: Path
 
 
 def write_report(data: ReportData, folder: Path | None = None) -> ReportFiles:
-    """Write report.md and its three PNGs, by default under `<data dir>/reports/<study id>/`."""
+    """Write report.md, report.html and the three PNGs, by default under
+    `<data dir>/reports/<study id>/`."""
     folder = Path(folder) if folder else data_dir() / "reports" / data.study.study_id
     folder.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(
         folder=folder,
         markdown=folder / "report.md",
-        research_progress=folder / "research_progress.png",
-        forest_plot=folder / "forest_plot.png",
-        gap_trend=folder / "gap_trend.png",
+        html=folder / "report.html",
+        **{name: folder / f"{name}.png" for name in FIGURES},
     )
-    save_figure(plot_research_progress(data), files.research_progress)
-    save_figure(plot_forest(data), files.forest_plot)
-    save_figure(plot_gap_trend(data), files.gap_trend)
+    for name, (plot, _) in FIGURES.items():
+        save_figure(plot(data), getattr(files, name))
     files.markdown.write_text(render_markdown(data), encoding="utf-8")
+    page = render_html(
+        render_markdown(data, inline_figures(files)), f"Study report: {data.study.study_id}"
+    )
+    files.html.write_text(page, encoding="utf-8")
     return files
+
+
+def inline_figures(files: ReportFiles) -> dict[str, str]:
+    """Each written figure as a data URI, for `render_markdown` where the PNGs cannot be reached."""
+    return {name: png_data_uri(getattr(files, name)) for name in FIGURES}
 
 
 def _f(value, signed: bool = False) -> str:
@@ -62,13 +86,27 @@ def _interval(low, high) -> str:
     return f"[{_f(low, True)}, {_f(high, True)}]" if finite(low) or finite(high) else "no CI"
 
 
-def _cell(text: str) -> str:
-    """Table cells may not contain pipes or line breaks."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _setting(value) -> str:
+    """A pre-registered setting from the config: a number as short as it is exact."""
+    return f"{value:g}" if isinstance(value, int | float) else text(value)
+
+
+def _agents(proposed_by: str) -> str:
+    """`rank_methods`' comma-joined agent ids, as words."""
+    ids = [agent for agent in proposed_by.split(",") if agent]
+    if not ids:
+        return "—"
+    return ("agent " if len(ids) == 1 else "agents ") + ", ".join(text(agent) for agent in ids)
 
 
 def _bullets(items: list[str]) -> list[str]:
-    return ["", *(f"- {item}" for item in items)] if items else []
+    return ["", *(f"- {text(item)}" for item in items)] if items else []
+
+
+def _table(rows: list[dict]) -> list[str]:
+    """A markdown table of rows sharing their keys; cells must be escaped already."""
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return lines + ["| " + " | ".join(str(cell) for cell in row.values()) + " |" for row in rows]
 
 
 def _rho(row: GapRow) -> str:
@@ -82,29 +120,33 @@ def _rho(row: GapRow) -> str:
         interval = "(−∞, ∞)"
     else:
         interval = "undefined"
-    return f"{_f(row.rho)} {interval} ({kind or 'no'} Fieller set)"
+    return f"{_f(row.rho)} {interval} ({text(kind or 'no')} Fieller set)"
 
 
-def render_markdown(data: ReportData) -> str:
-    """The report page: verdicts first, then the evidence, the search, checks and cost."""
+def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) -> str:
+    """The report page: verdicts first, then the evidence, the search, checks and cost.
+
+    `figures` maps a `FIGURES` name to its image source; by default the PNG's file name, which
+    resolves next to report.md only (`inline_figures` gives sources that show anywhere).
+    """
     study = data.study
     finished = f"{study.finished_at:%Y-%m-%d %H:%M %Z}" if study.finished_at else "—"
     lines = [
-        f"# Study report: {study.study_id}",
+        f"# Study report: {text(study.study_id)}",
         "",
-        f"- name: **{study.name}** (profile `{study.profile}`, seed {study.seed}, "
-        f"{study.agent_backend} agents)",
-        f"- status: **{study.status}**; started {study.started_at:%Y-%m-%d %H:%M %Z}, "
+        f"- name: **{text(study.name)}** (profile {code(study.profile)}, seed {study.seed}, "
+        f"{text(study.agent_backend)} agents)",
+        f"- status: **{text(study.status)}**; started {study.started_at:%Y-%m-%d %H:%M %Z}, "
         f"finished {finished}",
-        f"- code version `{study.code_version}`, config hash `{study.config_hash}`, "
-        f"database `{data.database}`",
+        f"- code version {code(study.code_version)}, config hash {code(study.config_hash)}, "
+        f"database {code(data.database)}",
     ]
     if study.error:
-        lines.append(f"- error: `{_cell(study.error)}`")
+        lines.append(f"- error: {code(study.error)}")
     if not data.gaps:
         lines += [
             "",
-            f"> **Incomplete:** this study has no gap results yet (status `{study.status}`). "
+            f"> **Incomplete:** this study has no gap results yet (status {code(study.status)}). "
             "The sections below show what exists so far.",
         ]
     lines += _verdict_section(data)
@@ -115,29 +157,22 @@ def render_markdown(data: ReportData) -> str:
     lines += _diversity_section(data)
     lines += _hacking_section(study)
     lines += _cost_section(data)
-    lines += [
-        "",
-        "## Figures",
-        "",
-        "![Research progress: best dev PGR so far per agent](research_progress.png)",
-        "",
-        "![Forest plot: lab effect and target effects with 95% CIs](forest_plot.png)",
-        "",
-        "![Gap trend across studies of the same name](gap_trend.png)",
-        "",
-    ]
+    lines += ["", "## Figures", ""]
+    for name, (_, caption) in FIGURES.items():
+        source = figures[name] if figures else f"{name}.png"
+        lines += [f"![{caption}]({source})", ""]
     return "\n".join(lines)
 
 
 def _verdict_section(data: ReportData) -> list[str]:
     verdict, config = data.study.overall_verdict, data.study.config
     lines = ["", "## Verdict", ""]
-    lines.append(f"**Overall: {verdict}**" if verdict else "**Overall: not decided yet**")
+    lines.append(f"**Overall: {text(verdict)}**" if verdict else "**Overall: not decided yet**")
     lines += _bullets(data.overall.reasons if data.overall else [])
     lines += [
         "",
-        f"Pre-registered: ρ_min = {config.get('rho_min')} (a target must keep this share of the "
-        f"lab effect), family-wise α = {config.get('alpha')}.",
+        f"Pre-registered: ρ_min = {_setting(config.get('rho_min'))} (a target must keep this share "
+        f"of the lab effect), family-wise α = {_setting(config.get('alpha'))}.",
     ]
     return lines
 
@@ -183,9 +218,9 @@ def _targets_section(targets: list[GapRow]) -> list[str]:
     ]
     for row in targets:
         lines.append(
-            f"| {row.target} | {row.role or '—'} | {row.n} | "
+            f"| {text(row.target)} | {text(row.role or '—')} | {row.n} | "
             f"{_f(row.delta, True)} {_interval(row.ci95_low, row.ci95_high)} | "
-            f"{_rho(row)} | **{row.verdict or '—'}** | {_cell('; '.join(row.reasons))} |"
+            f"{_rho(row)} | **{text(row.verdict or '—')}** | {text('; '.join(row.reasons))} |"
         )
     return lines
 
@@ -200,35 +235,41 @@ def _winner_section(data: ReportData) -> list[str]:
     confirmed = data.winner_confirmed
     status = "confirmed on fresh seeds" if confirmed else "leading so far, not yet confirmed"
     lines += [
-        f"**{describe_method(method)}**: family `{row.family}`, hash `{row.method_hash}` "
-        f"({status}); dev PGR {_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)} (SE) over "
-        f"{row.n_seeds} search seeds, first proposed in round {row.first_round + 1} by "
-        f"agent(s) {row.proposed_by}.",
+        f"**{text(describe_method(method))}**: family {code(row.family)}, hash "
+        f"{code(row.method_hash)} ({status}); dev PGR {_f(row.mean_dev_pgr)} ± "
+        f"{_f(row.se_dev_pgr)} (SE) over {row.n_seeds} search seeds, first proposed in round "
+        f"{row.first_round + 1} by {_agents(row.proposed_by)}.",
         "",
-        "```json",
-        json.dumps(json.loads(row.method_json), indent=2, sort_keys=True),
-        "```",
+        *fence(json.dumps(json.loads(row.method_json), indent=2, sort_keys=True), "json"),
     ]
     return lines
+
+
+def leaderboard_rows(data: ReportData, limit: int) -> list[dict[str, str | int]]:
+    """The leaderboard's top as rows a person reads: numbers rounded, the method described (last,
+    as the widest column, so a narrow table artifact cuts off only its end).
+
+    Both the report's table and the UI's table artifact show these; cells are markdown-escaped
+    because the UI renders table cells as markdown too.
+    """
+    return [
+        {
+            "rank": row.rank,
+            "dev PGR ± SE": f"{_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)}",
+            "seeds": f"{row.n_seeds}" + ("" if row.min_seeds_met else " (too few)"),
+            "proposed by": _agents(row.proposed_by),
+            "family": text(row.family),
+            "method": text(describe_method(MethodSpec.model_validate_json(row.method_json))),
+        }
+        for row in data.leaderboard[:limit]
+    ]
 
 
 def _leaderboard_section(data: ReportData) -> list[str]:
     lines = ["", f"## Leaderboard (top {LEADERBOARD_ROWS}, dev split, pipeline's own trials)", ""]
     if not data.leaderboard:
         return lines + ["Empty: no method has been scored yet."]
-    lines += [
-        "| rank | method | family | seeds | dev PGR ± SE | proposed by | first round |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in data.leaderboard[:LEADERBOARD_ROWS]:
-        method = describe_method(MethodSpec.model_validate_json(row.method_json))
-        seeds = f"{row.n_seeds}" + ("" if row.min_seeds_met else " (too few)")
-        lines.append(
-            f"| {row.rank} | {_cell(method)} | {row.family} | {seeds} | "
-            f"{_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)} | {row.proposed_by} | "
-            f"{row.first_round + 1} |"
-        )
-    return lines
+    return lines + _table(leaderboard_rows(data, LEADERBOARD_ROWS))
 
 
 def _diversity_section(data: ReportData) -> list[str]:
@@ -241,7 +282,7 @@ def _diversity_section(data: ReportData) -> list[str]:
     collapse = total > 1 and shared == total
     lines.append(
         f"{first.families_in_study} method families tried in the study; {shared} of {total} "
-        f"agents' best method is in the most common family `{first.study_top_family}`"
+        f"agents' best method is in the most common family {code(first.study_top_family)}"
         + (" (**idea collapse**: every agent converged on one family)." if collapse else ".")
     )
     lines += [
@@ -251,9 +292,9 @@ def _diversity_section(data: ReportData) -> list[str]:
     ]
     for row in data.diversity:
         lines.append(
-            f"| {row.agent_id} | {row.direction or '—'} | {row.scoring_calls} | "
-            f"{row.families_tried}: {row.families} | {_f(row.best_dev_pgr)} | "
-            f"{row.top_family} |"
+            f"| {row.agent_id} | {text(row.direction or '—')} | {row.scoring_calls} | "
+            f"{row.families_tried}: {text(row.families)} | {_f(row.best_dev_pgr)} | "
+            f"{text(row.top_family)} |"
         )
     return lines
 
@@ -266,8 +307,9 @@ def _hacking_section(study: StudyRow) -> list[str]:
     flags, reasons = hacking.flags, hacking.reasons
     if not flags:
         return lines + ["No flag raised (dev vs fresh test, one-class predictions, plausibility)."]
-    lines += [f"- **{flag}**: {reason}" for flag, reason in zip(flags, reasons, strict=False)]
-    lines += [f"- **{flag}**" for flag in flags[len(reasons) :]]
+    pairs = zip(flags, reasons, strict=False)
+    lines += [f"- **{text(flag)}**: {text(reason)}" for flag, reason in pairs]
+    lines += [f"- **{text(flag)}**" for flag in flags[len(reasons) :]]
     return lines
 
 
@@ -276,7 +318,7 @@ def _cost_section(data: ReportData) -> list[str]:
     phases = data.trials_by_phase
     total = sum(phase.experiments for phase in phases)
     seconds = sum(phase.seconds or 0.0 for phase in phases)
-    by_phase = ", ".join(f"{phase.phase} {phase.experiments}" for phase in phases)
+    by_phase = ", ".join(f"{text(phase.phase)} {phase.experiments}" for phase in phases)
     lines.append(
         f"{total} experiments (trials rows; by phase: {by_phase or 'none yet'}), {seconds:.1f} s "
         f"of experiment wall time ({seconds / 3600:.2f} h, summed over workers)."
@@ -289,7 +331,7 @@ def _llm_cost(data: ReportData) -> list[str]:
     """Tokens, $ and $ per agent-hour per agent, from the `cost_per_agent` view."""
     usage = [row.model_dump() for row in data.agent_costs if row.api_calls > 0]
     if not usage:
-        return [f"No LLM calls recorded for this study ({data.study.agent_backend} agents)."]
+        return [f"No LLM calls recorded for this study ({text(data.study.agent_backend)} agents)."]
     header = ["agent", "API calls", "input tokens", "output tokens", "cache write", "cache read"]
     header += ["$", "experiments", "$ per agent-hour"]
     lines = ["LLM usage per agent:", "", "| " + " | ".join(header) + " |"]
