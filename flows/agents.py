@@ -4,6 +4,8 @@ Claude requests pass through Prefect's global concurrency limit `anthropic-api`,
 running against one server shares one ceiling on concurrent requests; ops can change it in the UI.
 """
 
+from functools import partial
+
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
@@ -13,6 +15,7 @@ from labgap.search.agent import Agent
 from labgap.search.embedded import EmbeddedAgent
 from labgap.store.connection import Store
 from tasks.agents import TrackedAgent
+from tasks.stages import quality_gate
 
 API_LIMIT = "anthropic-api"
 
@@ -57,7 +60,7 @@ def claude_agents(plan: StudyPlan, store: Store) -> list[Agent]:
             client.upsert_global_concurrency_limit_by_name(
                 API_LIMIT, settings.max_concurrent_requests
             )
-    log = DuckDBConversationLog(store, plan.study_id)
+    log = DuckDBConversationLog(store, plan.study_id, partial(quality_gate, study_id=plan.study_id))
     agent_ids = [agent.agent_id for agent in plan.agents]
     tracker = StudyBudgetTracker(settings.study_budget, spent=recorded_spend(log, agent_ids))
     lab = plan.lab.spec

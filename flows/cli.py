@@ -26,7 +26,8 @@ DbOption = Annotated[
 
 
 def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    """One line on stderr, exit status 2: bad input is never a traceback."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
     raise typer.Exit(2)
 
 
@@ -87,6 +88,7 @@ def experiment(
     """Compare methods on one task with paired seeds; record every trial."""
     from labgap.engine.w2s import W2SEngine
     from labgap.experiment import method_label, run_comparison, summarise
+    from labgap.plan import planned_task
     from labgap.store.record import StudyRecorder, recorded_trials
     from labgap.trials import LocalExecutor, TrialBook
     from labgap.version import code_version
@@ -94,7 +96,8 @@ def experiment(
     try:
         spec = resolve_task(task)
         methods = [resolve_method(m) for m in (method or ["vanilla", "logconf"])]
-    except (LabgapInputError, ValueError) as error:
+        planned_task(spec, "lab")
+    except LabgapInputError as error:
         fail(str(error))
     if len({m.method_hash for m in methods}) < len(methods):
         fail("the same method was given twice; give each method once")
@@ -154,6 +157,7 @@ def run(
     """Run (or resume) a replication study and print its verdict."""
     from labgap.config import load_study_config
     from labgap.llm.settings import api_key_from_env
+    from labgap.plan import build_plan
 
     try:
         study = load_study_config(
@@ -166,8 +170,11 @@ def run(
         )
         if study.agent_backend == "claude":
             api_key_from_env()
+        build_plan(study)
     except LabgapInputError as error:
         fail(str(error))
+    if db is None or db.exists():
+        open_store(db).close()
     from prefect.exceptions import TerminationSignal
 
     from flows.api import local_prefect_api
@@ -270,6 +277,18 @@ def print_summary(summary) -> None:
     console.print(f"database: {summary.database}")
 
 
+def invoke(argv: list[str] | None = None) -> int:
+    """Run one command; usage errors (a bad option, a value out of range) are one line too."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.Abort:
+        return 130
+    except typer.TyperException as error:
+        typer.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+        return 2
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     """Console entry point: leave as soon as the command is done.
 
@@ -277,13 +296,10 @@ def main() -> None:
     teardown after a flow would only print pages of duckdb/nanobind "leaked instances" warnings
     below the verdict.
     """
-    try:
-        app()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else int(done.code is not None)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    code = invoke()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,10 @@ def replication_study(
         )
         gate = partial(quality_gate, study_id=study_id)
         record = StudyRecorder(store, study_id, plan.code_version, gate)
-        record.study_started(plan)
+        earlier = record.study_started(plan)
+        if earlier is not None:
+            left = "by a process that ended" if earlier == "running" else earlier
+            logger.info(f"resuming study {study_id}, left {left}: recorded results are kept")
         try:
             progress.stage("plan")
             record.plan(plan)

@@ -4,7 +4,7 @@ from pydantic import BaseModel, ConfigDict
 
 from labgap.config import StudyConfig
 from labgap.data.datasets import load_dataset
-from labgap.data.tasks import TaskSpec
+from labgap.data.tasks import TaskSpec, split_indices
 from labgap.search.directions import ResearchDirection, assign_directions
 from labgap.version import code_version
 
@@ -36,9 +36,11 @@ class StudyPlan(BaseModel):
 
 
 def planned_task(spec: TaskSpec, role: str) -> PlannedTask:
+    """Load and verify the task's data and check its splits fit, before any compute is spent."""
     dataset = load_dataset(spec.dataset)
     if spec.subset:
         dataset = dataset.subset(spec.subset, seed=0)
+    split_indices(spec, len(dataset), seed=0)
     return PlannedTask(
         spec=spec,
         role=role,

@@ -33,7 +33,18 @@ from pydantic import BaseModel, ConfigDict
 
 from labgap.errors import LabgapInputError
 
-STAGES = ("tasks", "trials", "leaderboard", "transfer_trials", "gap_results")
+STAGES = (
+    "tasks",
+    "agents",
+    "trials",
+    "scoring_calls",
+    "forum_posts",
+    "agent_messages",
+    "llm_calls",
+    "leaderboard",
+    "transfer_trials",
+    "gap_results",
+)
 
 _CHECK_ID = "labgap_check_id"
 """Meta key that carries a check's stable id through GX (results come back in another order)."""

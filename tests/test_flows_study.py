@@ -102,25 +102,38 @@ def test_rerunning_a_finished_study_adds_no_rows(finished_study):
     assert again.lab_effect == summary.lab_effect
 
 
-def test_transient_failure_is_retried_with_the_same_numbers(finished_study, monkeypatch, tmp_path):
+def test_injected_transient_failures_end_with_the_numbers_of_a_clean_run(
+    finished_study, monkeypatch, tmp_path
+):
+    """Every 4th experiment attempt and every 3rd database write fails once, as a lost
+    connection or an I/O error would: retries heal both and no number changes."""
+    import duckdb
+
     from flows.study import replication_study
     from labgap.engine.w2s import W2SEngine
 
     config, first_db, _, _ = finished_study
-    original = W2SEngine.run
-    calls = {"n": 0}
+    run, insert_rows = W2SEngine.run, Store._insert_rows
+    calls = {"experiments": 0, "writes": 0}
 
-    def flaky(self, task, method, seed):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise ConnectionError("injected transient failure")
-        return original(self, task, method, seed)
+    def flaky_experiment(self, task, method, seed):
+        calls["experiments"] += 1
+        if calls["experiments"] % 4 == 0:
+            raise ConnectionError("injected: connection reset")
+        return run(self, task, method, seed)
 
-    monkeypatch.setattr(W2SEngine, "run", flaky)
+    def flaky_write(self, cursor, table, frame):
+        calls["writes"] += 1
+        if calls["writes"] % 3 == 0:
+            raise duckdb.IOException("injected: I/O error while writing")
+        return insert_rows(self, cursor, table, frame)
+
+    monkeypatch.setattr(W2SEngine, "run", flaky_experiment)
+    monkeypatch.setattr(Store, "_insert_rows", flaky_write)
     db = tmp_path / "retry.duckdb"
     threaded = config.model_copy(update={"executor": "thread"})
     replication_study(config=threaded, db_path=str(db))
-    assert calls["n"] > 3
+    assert calls["experiments"] > 8 and calls["writes"] > 30
     columns = "task, method_hash, seed, student_acc_dev, student_acc_test, pgr_dev, pgr_test"
     with Store(first_db) as store:
         expected = store.query(f"SELECT {columns} FROM trials ORDER BY ALL")

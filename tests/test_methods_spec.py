@@ -1,8 +1,8 @@
 """Methods: presets, JSON, identity by hash."""
 
 import pytest
-from pydantic import ValidationError
 
+from labgap.errors import LabgapInputError
 from labgap.methods.spec import PRESETS, MethodSpec, preset_name, resolve_method
 
 
@@ -23,5 +23,5 @@ def test_identity_is_the_hash_of_the_canonical_method():
 def test_unknown_names_and_invalid_json_are_clear_errors():
     with pytest.raises(ValueError, match="unknown method 'magic'"):
         resolve_method("magic")
-    with pytest.raises(ValidationError, match="epochs"):
+    with pytest.raises(LabgapInputError, match="method JSON: epochs"):
         resolve_method('{"epochs": 0}')

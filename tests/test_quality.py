@@ -149,9 +149,65 @@ def gap_frame() -> pl.DataFrame:
     )
 
 
+def rows_frame(columns: str, rows: list[tuple]) -> pl.DataFrame:
+    """A frame of the study from row tuples: the compact way to write the streamed tables."""
+    frame = pl.DataFrame(rows, schema=columns.split(), orient="row")
+    return frame.with_columns(study_id=pl.lit(STUDY))
+
+
+def agents_frame() -> pl.DataFrame:
+    directions = ["loss-shaping", "data-filtering", "training-dynamics"]
+    rows = [(i, key, "{}", "embedded", 7000 + i, 3) for i, key in enumerate(directions)]
+    return rows_frame("agent_id direction direction_json backend sampler_seed scoring_budget", rows)
+
+
+def scoring_calls_frame() -> pl.DataFrame:
+    """Two agents over two rounds; one call's seeds had no ceiling-weak gap (dev PGR null)."""
+    columns = "agent_id round method_hash method_json family seeds dev_pgr budget_left"
+    seeds = "[7000, 7001]"
+    rows = [
+        (0, 0, "m1", "{}", "logconf", seeds, 0.41, 2),
+        (0, 1, "m2", "{}", "xent", seeds, -0.2, 1),
+        (1, 0, "m1", "{}", "logconf", seeds, None, 2),
+        (1, 0, "m3", "{}", "knn", "[7000]", 0.0, 0),
+    ]
+    return rows_frame(columns, rows)
+
+
+def forum_posts_frame() -> pl.DataFrame:
+    """A post whose method had no defined dev PGR yet comes with no score and no seeds."""
+    columns = "round agent_id method_hash method_json dev_pgr n_seeds rationale"
+    rows = [(0, 0, "m1", "{}", 0.41, 2, "best of 1"), (0, 1, "m3", "{}", None, 0, "none yet")]
+    return rows_frame(columns, [*rows, (1, 0, "m1", "{}", 0.41, 2, "best of 2")])
+
+
+def agent_messages_frame() -> pl.DataFrame:
+    """Two agents' conversations: a prompt, a tool call, its results, the next round's prompt."""
+    kinds, content = ["prompt", "model", "tool_results", "prompt", "model"], '[{"type": "text"}]'
+    role = {"model": "assistant"}
+    rows = [
+        (a, s // 3, s, role.get(k, "user"), k, content) for a in (0, 1) for s, k in enumerate(kinds)
+    ]
+    return rows_frame("agent_id round seq role kind content_json", rows)
+
+
+def llm_calls_frame() -> pl.DataFrame:
+    columns = "agent_id round turn model input_tokens output_tokens cache_creation_input_tokens "
+    columns += "cache_read_input_tokens latency_seconds stop_reason usd attempts request_id"
+    call = ("claude-test", 1200, 300, 0, 900, 2.5, "tool_use", 0.012, 1)
+    return rows_frame(
+        columns, [(a, t // 2, t, *call, f"r{a}{t}") for a in (0, 1) for t in range(3)]
+    )
+
+
 BUILDERS = {
     "tasks": tasks_frame,
+    "agents": agents_frame,
     "trials": trials_frame,
+    "scoring_calls": scoring_calls_frame,
+    "forum_posts": forum_posts_frame,
+    "agent_messages": agent_messages_frame,
+    "llm_calls": llm_calls_frame,
     "leaderboard": leaderboard_frame,
     "transfer_trials": transfer_frame,
     "gap_results": gap_frame,
@@ -270,6 +326,46 @@ def test_leaderboard_needs_a_standard_error_from_two_seeds_on():
     assert "expect_column_values_to_not_be_null on column 'se_dev_pgr': 2 unexpected of 2 rows" in (
         str(error)
     )
+
+
+def at(column: str, value):
+    """Corrupts the first row: `column` set to `value`."""
+    first = pl.int_range(pl.len()) == 0
+    return lambda frame: frame.with_columns(
+        pl.when(first).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+def duplicated(frame: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat([frame, frame.head(1)])
+
+
+@pytest.mark.parametrize(
+    ("stage", "corrupt", "message"),
+    [
+        ("scoring_calls", duplicated, "'study_id,agent_id,round,method_hash': 2 unexpected of 5"),
+        ("scoring_calls", at("budget_left", -1), "between on column 'budget_left': 1 unexpected"),
+        ("scoring_calls", at("seeds", "[7000, 7001"), "be_json_parseable on column 'seeds'"),
+        ("scoring_calls", at("seeds", "[]"), "match_regex on column 'seeds': 1 unexpected of 4"),
+        ("agent_messages", at("role", "system"), "'role': 1 unexpected of 10 rows"),
+        ("agent_messages", at("role", "assistant"), "'kind': 1 unexpected of 5 rows where role =="),
+        ("agent_messages", duplicated, "'study_id,agent_id,seq': 2 unexpected of 11 rows"),
+        ("agent_messages", at("content_json", "[{"), "json_parseable on column 'content_json'"),
+        ("forum_posts", at("n_seeds", 0), "'dev_pgr': 1 unexpected of 2 rows where n_seeds == 0"),
+        ("llm_calls", at("attempts", 0), "'attempts': 1 unexpected of 6 rows"),
+        ("llm_calls", at("output_tokens", -5), "'output_tokens': 1 unexpected of 6 rows"),
+        ("agents", at("agent_id", 1), "'study_id,agent_id': 2 unexpected of 3 rows"),
+        ("agents", at("backend", "claude"), "unique_value_count_to_be_between on column 'backend'"),
+    ],
+)
+def test_a_corrupt_streamed_row_fails_naming_its_check(stage, corrupt, message):
+    assert message in str(gate_error(stage, corrupt(BUILDERS[stage]())))
+
+
+def test_a_call_that_got_no_usable_response_is_only_a_warning():
+    frame = at("stop_reason", None)(llm_calls_frame()).with_columns(latency_seconds=pl.lit(0.0))
+    [warning] = validate_stage("llm_calls", frame, STUDY).raise_for_failures().warnings
+    assert warning.expectation == "expect_column_values_to_not_be_null:stop_reason"
 
 
 def test_rows_of_another_study_or_of_none_are_rejected():

@@ -9,6 +9,8 @@ from labgap.engine.w2s import W2SEngine
 from labgap.methods.spec import PRESETS
 from labgap.plan import build_plan
 from labgap.quality import QualityGateError, validate_stage
+from labgap.search.agent import ForumPost
+from labgap.search.scoring import ScoringCall
 from labgap.store.connection import Store
 from labgap.store.record import StudyRecorder, recorded_trials
 
@@ -45,18 +47,24 @@ def test_trials_pass_their_gate_and_read_back_with_their_phase(plan, tmp_path):
         assert {r.phase for r in back} == {"search"}
         batches = store.query("SELECT DISTINCT stage, batch FROM quality_checks ORDER BY ALL")
         stages = [(stage, batch.rsplit("-", 1)[0]) for stage, batch in batches.rows()]
-        assert stages == [("tasks", "all"), ("trials", "round0"), ("trials", "round0")]
+        assert stages == [
+            ("agents", "all"),
+            ("tasks", "all"),
+            ("trials", "round0"),
+            ("trials", "round0"),
+        ]
 
 
 def test_a_resumed_study_is_running_again_until_it_ends(plan, tmp_path):
     with Store(tmp_path / "r.duckdb") as store:
         record = StudyRecorder(store, plan.study_id, "v1")
-        record.study_started(plan)
+        assert record.study_started(plan) is None
         record.finished("cancelled", error="KeyboardInterrupt during stage 2/5 search")
         first = store.query("SELECT started_at FROM studies")["started_at"][0]
-        record.study_started(plan)
+        assert record.study_started(plan) == "cancelled"
         row = store.query("SELECT status, error, finished_at, started_at FROM studies").row(0)
         assert row == ("running", None, None, first)
+        assert record.study_started(plan) == "running"
 
 
 def test_a_failed_gate_writes_the_checks_and_none_of_the_rows(plan, tmp_path):
@@ -69,6 +77,60 @@ def test_a_failed_gate_writes_the_checks_and_none_of_the_rows(plan, tmp_path):
         assert count_rows(store, "trials") == 0
         failed = store.query("SELECT column_name FROM quality_checks WHERE NOT success")
         assert "student_acc_test" in failed["column_name"].to_list()
+
+
+def scoring_call(**changes) -> ScoringCall:
+    fields = {
+        "agent_id": 0,
+        "round": 1,
+        "method_hash": PRESETS["logconf"].method_hash,
+        "method_json": PRESETS["logconf"].canonical_json(),
+        "family": PRESETS["logconf"].family,
+        "seeds": "[0, 1]",
+        "dev_pgr": 0.3,
+        "budget_left": 1,
+    }
+    return ScoringCall(**{**fields, **changes})
+
+
+def test_a_bad_scoring_call_frame_writes_no_row_and_records_the_failing_check(plan, tmp_path):
+    with Store(tmp_path / "r.duckdb") as store:
+        record = StudyRecorder(store, plan.study_id, "v1", gate_for(plan.study_id))
+        overspent = [scoring_call(), scoring_call(method_hash="other", budget_left=-1)]
+        with pytest.raises(QualityGateError, match="budget_left"):
+            record.scoring_calls(overspent)
+        assert count_rows(store, "scoring_calls") == 0
+        failed = store.query(
+            "SELECT stage, batch, expectation, unexpected_count FROM quality_checks "
+            "WHERE critical AND NOT success"
+        )
+        [(stage, batch, expectation, unexpected)] = failed.rows()
+        assert (stage, expectation, unexpected) == (
+            "scoring_calls",
+            "expect_column_values_to_be_between:budget_left",
+            1,
+        )
+        assert batch.startswith("agent0-round1-")
+        record.scoring_calls([scoring_call()])
+        assert count_rows(store, "scoring_calls") == 1
+        batches = store.query("SELECT count(DISTINCT batch) AS n FROM quality_checks")["n"][0]
+        assert batches == 2  # same agent and round, other rows: another batch
+
+
+def test_forum_posts_are_gated_and_an_empty_round_writes_nothing(plan, tmp_path):
+    post = ForumPost(
+        round=0, agent_id=1, method=PRESETS["logconf"], dev_pgr=0.3, n_seeds=2, rationale="ok"
+    )
+    with Store(tmp_path / "r.duckdb") as store:
+        record = StudyRecorder(store, plan.study_id, "v1", gate_for(plan.study_id))
+        record.forum_posts([])
+        record.scoring_calls([])
+        assert count_rows(store, "quality_checks") == 0
+        record.forum_posts([post])
+        assert count_rows(store, "forum_posts") == 1
+        with pytest.raises(QualityGateError, match="dev_pgr"):
+            record.forum_posts([post.model_copy(update={"round": 1, "n_seeds": 0})])
+        assert count_rows(store, "forum_posts") == 1
 
 
 def test_the_first_stop_of_an_agent_is_kept_and_a_study_finishes_once_written(plan, tmp_path):

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labgap.data.datasets import BuiltinDataset, DatasetRef
 from labgap.data.features import (
@@ -22,7 +22,7 @@ from labgap.data.features import (
     PixelSummaryView,
     TfidfView,
 )
-from labgap.errors import LabgapInputError
+from labgap.errors import LabgapInputError, describe_validation
 
 
 class WeakModel(BaseModel):
@@ -176,7 +176,10 @@ def resolve_task(name_or_path: str) -> TaskSpec:
             f"unknown task {name_or_path!r}; expected one of {sorted(BUILTIN_TASKS)} "
             "or a .yaml/.json TaskSpec file"
         )
-    return TaskSpec.model_validate(read_config_file(path, "task file"))
+    try:
+        return TaskSpec.model_validate(read_config_file(path, "task file"))
+    except ValidationError as error:
+        raise LabgapInputError(describe_validation(error, f"task file {path}")) from None
 
 
 def read_config_file(path: Path, what: str) -> dict:
@@ -185,7 +188,8 @@ def read_config_file(path: Path, what: str) -> dict:
     try:
         body = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise LabgapInputError(f"{what} {path} is not valid YAML/JSON: {error}") from error
+        problem = " ".join(str(error).split())
+        raise LabgapInputError(f"{what} {path} is not valid YAML/JSON: {problem}") from None
     if not isinstance(body, dict):
         raise LabgapInputError(f"{what} {path} must hold a mapping of fields")
     return body

@@ -9,7 +9,9 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from labgap.errors import LabgapInputError, describe_validation
 
 Loss = Literal["xent", "logconf", "bootstrap", "product"]
 HIDDEN_SIZES = (0, 64, 256, 1024)
@@ -96,8 +98,11 @@ def resolve_method(name_or_json: str) -> MethodSpec:
     if name_or_json in PRESETS:
         return PRESETS[name_or_json]
     if name_or_json.lstrip().startswith("{"):
-        return MethodSpec.model_validate_json(name_or_json)
-    raise ValueError(
+        try:
+            return MethodSpec.model_validate_json(name_or_json)
+        except ValidationError as error:
+            raise LabgapInputError(describe_validation(error, "method JSON")) from None
+    raise LabgapInputError(
         f"unknown method {name_or_json!r}; expected one of {sorted(PRESETS)} or a MethodSpec JSON"
     )
 

@@ -6,6 +6,7 @@ twice (a retried task, a re-run study) leaves exactly one row, and a failed batc
 Analysts never open this file: they read the snapshot it publishes (`labgap.store.snapshot`).
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,11 @@ import polars as pl
 from labgap.paths import default_db_path
 from labgap.store.schema import SCHEMA_VERSION, TABLES, VIEWS
 from labgap.store.snapshot import SnapshotPublisher, analysts_path
+
+WRITE_ATTEMPTS = 4
+TRANSIENT_WRITE_ERRORS = (duckdb.IOException, duckdb.TransactionException)
+"""A write that fails on I/O or a transaction conflict (the snapshot timer's thread shares the
+connection) is rolled back whole and tried again; anything else is a bug or bad data."""
 
 
 class Store:
@@ -80,9 +86,20 @@ class Store:
             raise KeyError(f"unknown table {table!r}")
         if frame.height == 0:
             return 0
-        if cursor is None:
-            with self.transaction() as own_cursor:
-                return self.insert(table, frame, own_cursor)
+        if cursor is not None:
+            return self._insert_rows(cursor, table, frame)
+        attempt = 1
+        while True:
+            try:
+                with self.transaction() as own_cursor:
+                    return self._insert_rows(own_cursor, table, frame)
+            except TRANSIENT_WRITE_ERRORS:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+                attempt += 1
+
+    def _insert_rows(self, cursor, table: str, frame: pl.DataFrame) -> int:
         before = cursor.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         cursor.register("incoming_rows", frame.to_arrow())
         cursor.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM incoming_rows")

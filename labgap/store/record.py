@@ -3,6 +3,8 @@
 The flow process owns one `StudyRecorder` per study and calls it as results complete. A stage's
 frame passes its quality gate (the flow supplies the gate) before it is written; every check is
 recorded, and a failed critical check raises before anything of that frame reaches its table.
+Streamed frames (scoring calls, forum posts) are gated one batch at a time, as they arrive; an
+empty batch (an agent that posted nothing this round) writes nothing and is not gated.
 
 After each write the analysts' snapshot is refreshed (`labgap.store.snapshot`): at once when a
 stage is recorded (the plan, the search's end, confirmation and transfer, the gap results, the
@@ -46,10 +48,16 @@ class StudyRecorder:
         self.code_version = code_version
         self._gate = gate
 
-    def study_started(self, plan: StudyPlan) -> None:
+    def study_started(self, plan: StudyPlan) -> str | None:
         """The study row, status `running`. A resumed study (after a crash, a cancellation or a
-        failure) keeps its first row and start time and is `running` again until it ends."""
+        failure) keeps its first row and start time and is `running` again until it ends.
+
+        Returns the status it had (None: a new study). A `running` one was left by a process that
+        died: this process holds the database's only write lock, so no live owner can remain."""
         with self.store.transaction() as cursor:
+            found = cursor.execute(
+                "SELECT status FROM studies WHERE study_id = ?", [self.study_id]
+            ).fetchall()
             self.store.insert("studies", study_row(plan), cursor)
             cursor.execute(
                 "UPDATE studies SET status = 'running', overall_verdict = NULL, error = NULL, "
@@ -57,10 +65,11 @@ class StudyRecorder:
                 [self.study_id],
             )
         self._published(stage=False)
+        return found[0][0] if found else None
 
     def plan(self, plan: StudyPlan) -> None:
         self._write("tasks", task_rows(plan))
-        self.store.insert("agents", agent_rows(plan))
+        self._write("agents", agent_rows(plan))
         self._published(stage=True)
 
     def trials(self, phase: str, batch: str, trials: list[TrialResult]) -> None:
@@ -71,11 +80,18 @@ class StudyRecorder:
         self._published(stage=False)
 
     def scoring_calls(self, calls: list[ScoringCall]) -> None:
-        self.store.insert("scoring_calls", to_frame(calls, study_id=self.study_id))
+        if not calls:
+            return
+        first = calls[0]
+        batch = f"agent{first.agent_id}-round{first.round}"
+        self._write("scoring_calls", to_frame(calls, study_id=self.study_id), batch)
         self._published(stage=False)
 
     def forum_posts(self, posts: list[ForumPost]) -> None:
-        self.store.insert("forum_posts", forum_post_rows(self.study_id, posts))
+        if not posts:
+            return
+        batch = f"agent{posts[0].agent_id}-round{posts[0].round}"
+        self._write("forum_posts", forum_post_rows(self.study_id, posts), batch)
         self._published(stage=False)
 
     def agent_stopped(self, agent_id: int, round: int, reason: str) -> None:
@@ -131,12 +147,20 @@ class StudyRecorder:
         self.store.insert(table, frame)
 
     def _check(self, stage: str, frame: pl.DataFrame, batch: str) -> None:
-        if self._gate is None:
-            return
-        result = self._gate(stage, frame)
-        checks = to_frame(result.checks, batch=f"{batch}-{_digest(frame)}")
-        self.store.insert("quality_checks", checks)
-        result.raise_for_failures()
+        check_frame(self.store, self._gate, stage, frame, batch)
+
+
+def check_frame(
+    store: Store, gate: Gate | None, stage: str, frame: pl.DataFrame, batch: str
+) -> None:
+    """Gate one frame before it is written: every check is recorded under `batch` plus the
+    frame's digest, then a failed critical check raises. Shared by every writer of a study."""
+    if gate is None:
+        return
+    result = gate(stage, frame)
+    checks = to_frame(result.checks, batch=f"{batch}-{_digest(frame)}")
+    store.insert("quality_checks", checks)
+    result.raise_for_failures()
 
 
 def _digest(frame: pl.DataFrame) -> str:

@@ -232,14 +232,27 @@ VIEWS: dict[str, str] = {
                    CAST(sum(output_tokens) AS BIGINT) AS output_tokens,
                    CAST(sum(cache_creation_input_tokens) AS BIGINT) AS cache_write_tokens,
                    CAST(sum(cache_read_input_tokens) AS BIGINT) AS cache_read_tokens,
-                   sum(usd) AS usd, sum(latency_seconds) / 3600.0 AS api_hours,
-                   (epoch(max(created_at)) - epoch(min(created_at))
-                       + arg_min(latency_seconds, created_at)) / 3600.0 AS agent_hours
+                   sum(usd) AS usd, sum(latency_seconds) AS api_seconds
             FROM llm_calls GROUP BY study_id, agent_id
         ),
         experiments AS (
             SELECT study_id, agent_id, count(*) AS scoring_calls
             FROM scoring_calls GROUP BY study_id, agent_id
+        ),
+        experiment_time AS (
+            -- the wall time of the trials behind each of the agent's scoring calls
+            SELECT c.study_id, c.agent_id, sum(t.wall_seconds) AS seconds
+            FROM scoring_calls c
+            CROSS JOIN unnest(CAST(c.seeds AS INTEGER[])) AS s(seed)
+            JOIN tasks k ON k.study_id = c.study_id AND k.role = 'lab'
+            JOIN trials t ON t.study_id = c.study_id AND t.task_hash = k.task_hash
+                 AND t.method_hash = c.method_hash AND t.seed = s.seed
+            GROUP BY c.study_id, c.agent_id
+        ),
+        hours AS (
+            SELECT c.study_id, c.agent_id,
+                   (c.api_seconds + coalesce(x.seconds, 0)) / 3600.0 AS agent_hours
+            FROM calls c LEFT JOIN experiment_time x USING (study_id, agent_id)
         )
         SELECT a.study_id, a.agent_id, a.direction, a.backend,
                coalesce(c.api_calls, 0) AS api_calls,
@@ -249,12 +262,13 @@ VIEWS: dict[str, str] = {
                coalesce(c.cache_read_tokens, 0) AS cache_read_tokens,
                coalesce(c.usd, 0) AS usd,
                coalesce(e.scoring_calls, 0) AS experiments,
-               c.agent_hours,
-               c.usd / nullif(c.agent_hours, 0) AS usd_per_agent_hour,
+               h.agent_hours,
+               c.usd / nullif(h.agent_hours, 0) AS usd_per_agent_hour,
                a.stop_reason
         FROM agents a
         LEFT JOIN calls c USING (study_id, agent_id)
         LEFT JOIN experiments e USING (study_id, agent_id)
+        LEFT JOIN hours h USING (study_id, agent_id)
     """,
     "verdicts": """
         SELECT s.name, g.study_id, s.started_at, g.kind, g.target,
