@@ -72,6 +72,7 @@ def claude_agents(plan: StudyPlan, store: Store) -> list[Agent]:
             log,
             task_description=lab.description or lab.name,
             study_budget=tracker,
+            min_seeds=plan.config.quick_seeds,
             slot=api_slot,
         )
         for agent in plan.agents

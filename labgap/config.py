@@ -9,20 +9,21 @@ import hashlib
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from labgap.data.tasks import BUILTIN_TASKS, TaskSpec, read_config_file, resolve_task
-from labgap.errors import LabgapInputError
-from labgap.llm.settings import ClaudeSettings
+from labgap.errors import LabgapInputError, describe_validation
+from labgap.llm.settings import CLAUDE_MAX_SEEDS, ClaudeSettings
 
 Profile = Literal["quick", "default", "full"]
 AgentBackend = Literal["embedded", "claude"]
@@ -63,9 +64,24 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 FROM_PROFILE = "empty: from the profile"
 
+OPERATIONAL_CLAUDE_SETTINGS = (
+    "base_url",
+    "max_concurrent_requests",
+    "request_timeout_seconds",
+    "max_attempts",
+    "backoff_base_seconds",
+    "backoff_cap_seconds",
+    "max_retry_after_seconds",
+)
+"""Claude settings that change how requests are sent, not what the agents do or see."""
+
 BuiltinTaskName = Literal[tuple(BUILTIN_TASKS)]  # type: ignore[valid-type]
-TaskRef = BuiltinTaskName | TaskSpec
-"""A built-in task by name, or a task spec (a .yaml/.json task file is read into one)."""
+TaskFile = Annotated[
+    str, StringConstraints(pattern=r"\.(ya?ml|json)$"), Field(title="task file (.yaml/.json)")
+]
+TaskRef = BuiltinTaskName | TaskSpec | TaskFile
+"""A built-in task by name or a task spec. A task file's path is read into its spec before the
+union is checked; the `TaskFile` branch is there so forms and API clients may send a path."""
 
 
 class StudyConfig(BaseModel):
@@ -77,13 +93,14 @@ class StudyConfig(BaseModel):
         "rt-replication",
         min_length=1,
         max_length=80,
-        pattern=r"^[A-Za-z0-9_.\-]+$",
-        description="studies with the same name form a history (gap trend, alerts)",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="a plain name (letters, digits, . _ -, starting with a letter or digit); "
+        "studies with the same name form a history (gap trend, alerts)",
     )
     study_id: str | None = Field(
         None,
         max_length=120,
-        pattern=r"^[A-Za-z0-9_.\-]+$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
         description="leave empty for name + config hash; give an existing id to resume it",
     )
     profile: Profile = Field("default", description="named starting point for the sizes below")
@@ -160,6 +177,7 @@ class StudyConfig(BaseModel):
     claude: ClaudeSettings | None = Field(
         None,
         validate_default=True,
+        title="Claude settings",
         description="claude backend only: model, limits, prices and budgets; empty: the defaults",
     )
     workers: int | None = Field(
@@ -213,6 +231,18 @@ class StudyConfig(BaseModel):
             raise ValueError("give at least one held-out task or production target")
         return self
 
+    @model_validator(mode="after")
+    def _check_claude_seeds(self) -> "StudyConfig":
+        """A Claude agent can ask for at most CLAUDE_MAX_SEEDS seeds per method, and a method
+        needs quick_seeds to win: above the cap, a study would spend its LLM budget for nothing."""
+        if self.agent_backend == "claude" and self.quick_seeds > CLAUDE_MAX_SEEDS:
+            raise ValueError(
+                f"quick_seeds={self.quick_seeds} is more than the claude backend's limit of "
+                f"{CLAUDE_MAX_SEEDS} seeds per method: no method a Claude agent can have scored "
+                f"would be eligible to win; use quick_seeds <= {CLAUDE_MAX_SEEDS}"
+            )
+        return self
+
     def with_resolved_seed(self, today: date | None = None) -> "StudyConfig":
         """A recurring study (seed left empty) gets fresh seeds each day: days since 2024-01-01."""
         if self.seed is not None:
@@ -237,7 +267,14 @@ class StudyConfig(BaseModel):
 
     @property
     def config_hash(self) -> str:
+        """Hashes what changes the numbers: not where or how fast they are computed, nor the
+        Claude settings of an embedded study, nor the API endpoint, retries or concurrency."""
         body = self.model_dump(mode="json", exclude={"study_id", "workers", "executor"})
+        if self.agent_backend == "embedded":
+            del body["claude"]
+        else:
+            for key in OPERATIONAL_CLAUDE_SETTINGS:
+                body["claude"].pop(key, None)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -257,17 +294,6 @@ def as_task(ref: TaskRef) -> TaskSpec:
     return ref if isinstance(ref, TaskSpec) else resolve_task(ref)
 
 
-def describe_errors(error: ValidationError, source: str) -> str:
-    """Every invalid field at once, by name, with what was expected."""
-    lines = [f"{source}: {error.error_count()} invalid field(s):"]
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(config)"
-        limits = item.get("ctx") or {}
-        expected = ", ".join(f"{k} {v}" for k, v in limits.items() if k != "error")
-        lines.append(f"  - {field}: {item['msg']}" + (f" ({expected})" if expected else ""))
-    return "\n".join(lines)
-
-
 def load_study_config(path: Path | None = None, **overrides: Any) -> StudyConfig:
     """A config from a YAML/JSON file (optional) with overrides on top; errors listed at once."""
     body: dict[str, Any] = read_config_file(path, "config file") if path else {}
@@ -276,5 +302,5 @@ def load_study_config(path: Path | None = None, **overrides: Any) -> StudyConfig
         return StudyConfig.model_validate(body)
     except ValidationError as error:
         raise LabgapInputError(
-            describe_errors(error, str(path) if path else "study config")
-        ) from error
+            describe_validation(error, str(path) if path else "study config")
+        ) from None

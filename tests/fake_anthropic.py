@@ -7,6 +7,10 @@ request body, or a single callable for every request. Every request is recorded 
 headers redacted) with the reply sent, so tests can count and inspect them. The SDK sends the key
 as `Authorization: Bearer` (SDK 2.x) or `x-api-key`; both are accepted.
 
+With `context_window`, a request whose tokens (`count_tokens`: a denser count than the agent's
+own estimate, as a real tokenizer may give) plus `max_tokens` exceed it is refused with the real
+API's 400, and `counted` makes a script report those tokens as the usage's input.
+
     with FakeAnthropic([message(text("hi"))], api_key=KEY) as server:
         client = anthropic.Anthropic(api_key=KEY, base_url=server.base_url, max_retries=0)
 """
@@ -22,6 +26,9 @@ from typing import Any
 
 CREDENTIAL_HEADERS = ("x-api-key", "authorization")
 DEFAULT_MODEL = "claude-opus-4-6"
+CHARS_PER_TOKEN = 3
+"""The fake's token count: denser than the agent's four-characters estimate, so the agent's
+margin below the real window is what keeps its requests in."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,26 @@ def dropped_connection() -> Reply:
     return Reply(drop=True)
 
 
+def count_tokens(body: dict[str, Any]) -> int:
+    """The fake's count of a request's input tokens."""
+    return len(json.dumps(body)) // CHARS_PER_TOKEN
+
+
+def counted(script: Callable[[dict[str, Any]], Reply]) -> Callable[[dict[str, Any]], Reply]:
+    """`script` with each successful reply's input tokens set to `count_tokens` of the request, as
+    the real API reports them."""
+
+    def reply(body: dict[str, Any]) -> Reply:
+        answer = script(body)
+        if answer.status != 200:
+            return answer
+        data = json.loads(answer.body)
+        data["usage"]["input_tokens"] = count_tokens(body)
+        return Reply(answer.status, json.dumps(data).encode(), answer.headers)
+
+    return reply
+
+
 _JSON = {"content-type": "application/json"}
 
 
@@ -127,9 +154,17 @@ def _json_reply(status: int, body: dict[str, Any], headers: dict[str, str]) -> R
 class FakeAnthropic:
     """The server; use as a context manager (it always stops) or call `start`/`stop`."""
 
-    def __init__(self, script: Script, *, api_key: str, max_requests: int = 200):
+    def __init__(
+        self,
+        script: Script,
+        *,
+        api_key: str,
+        max_requests: int = 200,
+        context_window: int | None = None,
+    ):
         self.api_key = api_key
         self.max_requests = max_requests
+        self.context_window = context_window
         self.requests: list[RecordedRequest] = []
         self._script = script
         self._next = 0
@@ -191,6 +226,13 @@ class FakeAnthropic:
         if len(self.requests) >= self.max_requests:
             return error(400, "invalid_request_error", "fake server: request limit reached")
         problem = conversation_problem(body)
+        if problem is None and self.context_window is not None:
+            tokens = count_tokens(body)
+            if tokens + body["max_tokens"] > self.context_window:
+                problem = (
+                    f"prompt is too long: {tokens} tokens + max_tokens {body['max_tokens']} > "
+                    f"{self.context_window} maximum"
+                )
         return None if problem is None else error(400, "invalid_request_error", problem)
 
     def _scripted(self, body: dict[str, Any]) -> Reply:
@@ -311,3 +353,38 @@ def _round_of(body: dict) -> int:
         if block["type"] == "text"
     ]
     return int(re.match(r"Round (\d+)", prompts[-1]).group(1))
+
+
+def forum_reader(rationale_chars: int, n_seeds: int) -> Callable[[dict[str, Any]], Reply]:
+    """A scripted Claude that reads the forum in every response. Per round it runs a new method
+    and re-asks last round's (free), posts the better with a long rationale, then submits it.
+    Stateless, like `researcher`."""
+
+    def method(agent_id: int, round_index: int) -> dict[str, Any]:
+        return {"loss": "logconf", "aux_weight": (20 * agent_id + round_index) / 200, "warmup": 0.2}
+
+    def reply(body: dict) -> Reply:
+        agent_id = int(re.search(r"You are agent (\d+)", body["system"]).group(1))
+        round_index = _round_of(body)
+        note = f"Agent {agent_id}, round {round_index}: {'aux weight helps; ' * rationale_chars}"
+        note = note[:rationale_chars]
+        last = body["messages"][-1]["content"]
+        if any(block["type"] == "text" for block in last):
+            methods = [method(agent_id, r) for r in (round_index, round_index - 1) if r >= 0]
+            experiments = {"methods": methods, "n_seeds": n_seeds}
+            return message(tool_use("read_forum", {}), tool_use("run_experiments", experiments))
+        asked = {
+            block["name"]: block
+            for block in body["messages"][-2]["content"]
+            if block["type"] == "tool_use"
+        }
+        if "run_experiments" in asked:
+            results = {block["tool_use_id"]: json.loads(block["content"]) for block in last}
+            scored = results[asked["run_experiments"]["id"]]["results"]
+            best = max(scored, key=lambda item: item["dev_pgr"])
+            post = {"method": best["method"], "rationale": note}
+            return message(tool_use("read_forum", {}), tool_use("post_finding", post))
+        chosen = {"method": asked["post_finding"]["input"]["method"], "rationale": note}
+        return message(tool_use("read_forum", {}), tool_use("submit_method", chosen))
+
+    return reply

@@ -41,25 +41,40 @@ class ScriptedEngine:
         dev, test = (
             weak + (ceiling - weak) * (0.2 + gain + noise.gauss(0, 0.03)) for _ in range(2)
         )
-        return TrialResult(
-            task=task.name,
-            task_hash=task.task_hash,
-            method_hash=method.method_hash,
-            method_json=method.canonical_json(),
-            seed=seed,
-            weak_acc_dev=weak,
-            weak_acc_test=weak,
-            ceiling_acc_dev=ceiling,
-            ceiling_acc_test=ceiling,
-            student_acc_dev=dev,
-            student_acc_test=test,
-            student_top_class_share=TOP_CLASS_SHARE,
-            pgr_dev=pgr(weak, ceiling, dev),
-            pgr_test=pgr(weak, ceiling, test),
-            wall_seconds=1.5,
-            teacher_cached=False,
-            dataset_sha256="0" * 64,
-        )
+        return scripted_trial(task, method, seed, weak, ceiling, dev, test, TOP_CLASS_SHARE, 1.5)
+
+
+def scripted_trial(
+    task: TaskSpec,
+    method: MethodSpec,
+    seed: int,
+    weak: float,
+    ceiling: float,
+    dev: float,
+    test: float,
+    top_class_share: float,
+    wall_seconds: float,
+) -> TrialResult:
+    """A trial as the engine would return it, from accuracies a test chose."""
+    return TrialResult(
+        task=task.name,
+        task_hash=task.task_hash,
+        method_hash=method.method_hash,
+        method_json=method.canonical_json(),
+        seed=seed,
+        weak_acc_dev=weak,
+        weak_acc_test=weak,
+        ceiling_acc_dev=ceiling,
+        ceiling_acc_test=ceiling,
+        student_acc_dev=dev,
+        student_acc_test=test,
+        student_top_class_share=top_class_share,
+        pgr_dev=pgr(weak, ceiling, dev),
+        pgr_test=pgr(weak, ceiling, test),
+        wall_seconds=wall_seconds,
+        teacher_cached=False,
+        dataset_sha256="0" * 64,
+    )
 
 
 def finished_study(db: Path, config: StudyConfig, day: int) -> str:

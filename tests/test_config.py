@@ -75,3 +75,16 @@ def test_a_task_file_is_read_into_its_spec(tmp_path, tiny_binary_task):
 def test_a_profile_that_is_not_a_name_is_a_clear_error():
     with pytest.raises(ValidationError, match="Input should be 'quick', 'default' or 'full'"):
         StudyConfig(profile=["quick"])
+
+
+def test_the_study_id_changes_with_what_changes_the_numbers_only():
+    claude = StudyConfig(agent_backend="claude")
+    moved = StudyConfig(
+        agent_backend="claude",
+        claude={"base_url": "http://127.0.0.1:9", "max_attempts": 2, "max_concurrent_requests": 1},
+    )
+    assert moved.config_hash == claude.config_hash
+    other_model = StudyConfig(agent_backend="claude", claude={"max_tokens": 1000})
+    assert other_model.config_hash != claude.config_hash
+    assert StudyConfig(claude={"max_tokens": 1000}).config_hash == StudyConfig().config_hash
+    assert StudyConfig(workers=1, executor="thread").config_hash == StudyConfig().config_hash

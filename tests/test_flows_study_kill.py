@@ -7,13 +7,11 @@ again; the last run finishes. Every row that carries a number must equal an unin
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
+from cli_runs import cli_env, start_run, tiny_study_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,21 +34,9 @@ COMPARED = {
 }
 
 
-def start(config: Path, db: Path, env: dict) -> subprocess.Popen:
-    labgap = Path(sys.executable).with_name("labgap")
-    return subprocess.Popen(
-        [str(labgap), "run", "--config", str(config), "--db", str(db)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def killed_at(marker: str, config: Path, db: Path, env: dict) -> bool:
     """Run until `marker` appears, then SIGKILL the process group; False if it finished first."""
-    process = start(config, db, env)
+    process = start_run(config, db, env, start_new_session=True)
     for line in process.stdout:
         if marker in line:
             os.killpg(process.pid, signal.SIGKILL)
@@ -71,35 +57,17 @@ def rows(db: Path) -> dict[str, list]:
 def test_killed_in_every_stage_and_resumed_gives_the_rows_of_a_clean_run(
     tmp_path, tiny_study_tasks
 ):
-    lab, heldout, production = (task.model_dump(mode="json") for task in tiny_study_tasks)
-    config = tmp_path / "study.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "name": "killed",
-                "seed": 6,
-                "lab_task": lab,
-                "heldout_tasks": [heldout],
-                "production_targets": [production],
-                "n_agents": 2,
-                "rounds": 2,
-                "confirmation_seeds": 3,
-                "executor": "thread",
-            }
-        )
-    )
-    env = {**os.environ, "LABGAP_DATA_DIR": str(tmp_path / "data")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    env.pop("PREFECT_API_URL", None)
+    config = tiny_study_config(tmp_path, tiny_study_tasks, name="killed", seed=6, rounds=2)
+    env = cli_env(tmp_path)
 
-    clean = start(config, tmp_path / "clean.duckdb", env)
+    clean = start_run(config, tmp_path / "clean.duckdb", env)
     output = clean.communicate(timeout=300)[0]
     assert clean.returncode == 0, output[-3000:]
 
     killed = tmp_path / "killed.duckdb"
     for marker in KILL_POINTS:
         assert killed_at(marker, config, killed, env), f"finished before {marker!r}"
-    last = start(config, killed, env)
+    last = start_run(config, killed, env)
     output = last.communicate(timeout=300)[0]
     assert last.returncode == 0, output[-3000:]
     assert "resuming study" in output

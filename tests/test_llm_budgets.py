@@ -2,7 +2,14 @@
 
 import pytest
 
-from labgap.llm.budgets import Spend, StudyBudgetTracker, Usage, cost_usd
+from labgap.llm.budgets import (
+    Spend,
+    StudyBudgetTracker,
+    Usage,
+    context_overflow,
+    cost_usd,
+    estimate_input_tokens,
+)
 from labgap.llm.settings import ClaudeSettings, ModelPrice, StudyBudget
 
 
@@ -27,3 +34,17 @@ def test_study_tracker_reserves_so_concurrent_agents_cannot_overshoot():
     tracker.settle(Spend(usd=0.5), Spend(usd=0.1))
     assert tracker.spent.usd == pytest.approx(0.3)
     assert tracker.reserve(Spend(usd=0.5)) is None
+
+
+def test_a_request_is_checked_against_the_context_with_its_output():
+    settings = ClaudeSettings(max_tokens=1_000, max_context_tokens=5_000)
+    request = {"messages": [{"role": "user", "content": "x" * 15_000}]}
+    estimated = estimate_input_tokens(request)
+    assert 3_750 <= estimated <= 3_800  # about four characters a token
+    assert context_overflow(request, 0, settings) is None
+    # The API's own count of an earlier request is a floor the estimate cannot go under.
+    assert context_overflow(request, 4_001, settings) == (
+        "the next request (~5,001 tokens with max_tokens) would exceed max_context_tokens (5,000)"
+    )
+    bigger = {"messages": [{"role": "user", "content": "x" * 17_000}]}
+    assert context_overflow(bigger, 0, settings).startswith("the next request (~5,2")

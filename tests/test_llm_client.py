@@ -172,16 +172,36 @@ def test_a_tool_use_without_input_is_retried_and_its_tokens_still_billed(api_key
     assert result.response.usage == Usage(input_tokens=200, output_tokens=25)
 
 
-def test_malformed_responses_until_the_last_attempt_fail_clearly(api_key, sleeps):
+def test_malformed_responses_until_the_last_attempt_fail_clearly_with_what_they_cost(
+    api_key, sleeps
+):
+    broken = [message(tool_use("x", None), usage_=usage(100, 20, cache_read=7))] * 3
     with (
-        FakeAnthropic([message(tool_use("x", None))] * 3, api_key=api_key) as server,
+        FakeAnthropic(broken, api_key=api_key) as server,
         pytest.raises(
             AnthropicUnavailable,
             match=r"malformed response: content\[0\]: tool_use block without a valid `input`",
-        ),
+        ) as raised,
     ):
         call(server, api_key, sleeps, max_attempts=3)
     assert len(server.requests) == 3
+    assert raised.value.billed == Usage(
+        input_tokens=300, output_tokens=60, cache_read_input_tokens=21
+    )
+    assert raised.value.attempts == 3
+    assert raised.value.request_id == server.requests[-1].reply.headers["request-id"]
+
+
+def test_a_rejection_after_a_billed_malformed_response_still_reports_its_cost(api_key, sleeps):
+    script = [message(tool_use("x", None), usage_=usage(100, 20)), error(400, "x", "too long")]
+    with (
+        FakeAnthropic(script, api_key=api_key) as server,
+        pytest.raises(AnthropicRequestRejected) as raised,
+    ):
+        call(server, api_key, sleeps)
+    assert raised.value.billed == Usage(input_tokens=100, output_tokens=20)
+    assert raised.value.attempts == 2 and len(server.requests) == 2
+    assert isinstance(raised.value, LabgapInputError)
 
 
 def test_every_attempt_passes_through_the_callers_slot(api_key, sleeps):

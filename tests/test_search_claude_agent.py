@@ -4,10 +4,9 @@ with a fake `Lab` whose dev PGRs come from a formula (no training)."""
 import json
 import logging
 import secrets
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from claude_agents import TASK, FakeLab, make_agent, pipeline_pgr, run_rounds, shown
 from claude_logs import MemoryConversationLog
 from fake_anthropic import (
     FakeAnthropic,
@@ -22,114 +21,18 @@ from fake_anthropic import (
 
 from labgap.errors import LabgapInputError
 from labgap.llm.budgets import StudyBudgetTracker, cost_usd
-from labgap.llm.client import AnthropicUnavailable, make_client
+from labgap.llm.client import AnthropicUnavailable
 from labgap.llm.settings import AgentBudget, ClaudeSettings, StudyBudget
 from labgap.methods.spec import MethodSpec
 from labgap.search.agent import Agent, ForumPost
 from labgap.search.claude.agent import ClaudeAgent
 from labgap.search.claude.transcript import recorded_spend, wire_messages
 from labgap.search.directions import DIRECTIONS
-from labgap.search.scoring import BudgetExhausted, ScoringCall
-
-TASK = "Rotten Tomatoes sentiment: LR on TF-IDF (weak) -> MLP on MiniLM embeddings (strong)."
-
-
-def pipeline_pgr(method: MethodSpec) -> float:
-    """The fake pipeline's deterministic dev PGR."""
-    return round(0.1 + 0.5 * method.aux_weight - abs(method.warmup - 0.2), 6)
-
-
-MIN_SEEDS = 3
-"""The fake study's minimum number of seeds, used when `score` is not told how many."""
-
-
-class FakeLab:
-    """The pipeline's side: scoring calls from a formula, within a per-agent budget."""
-
-    def __init__(self, scoring_budget: int = 100, fail_on_call: int | None = None):
-        self.scoring_budget = scoring_budget
-        self.fail_on_call = fail_on_call
-        self.calls: list[tuple[int, int, list[MethodSpec], int]] = []
-        self._used: dict[int, int] = {}
-        self._lock = threading.Lock()
-
-    def score(self, agent_id, round, methods, n_seeds=None) -> list[ScoringCall]:
-        n_seeds = n_seeds or MIN_SEEDS
-        with self._lock:
-            if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
-                raise RuntimeError("worker crashed")
-            left = self.scoring_budget - self._used.get(agent_id, 0)
-            if len(methods) > left:
-                raise BudgetExhausted(f"{left} scoring call(s) left for {len(methods)} methods")
-            self._used[agent_id] = self._used.get(agent_id, 0) + len(methods)
-            self.calls.append((agent_id, round, list(methods), n_seeds))
-        return [
-            ScoringCall(
-                agent_id=agent_id,
-                round=round,
-                method_hash=method.method_hash,
-                method_json=method.canonical_json(),
-                family=method.family,
-                seeds=json.dumps(list(range(n_seeds))),
-                dev_pgr=pipeline_pgr(method),
-                budget_left=left - i - 1,
-            )
-            for i, method in enumerate(methods)
-        ]
-
-    def budget_left(self, agent_id) -> int:
-        with self._lock:
-            return self.scoring_budget - self._used.get(agent_id, 0)
 
 
 @pytest.fixture
 def api_key() -> str:
     return "sk-ant-test-" + secrets.token_hex(16)
-
-
-def make_agent(
-    agent_id: int,
-    server: FakeAnthropic,
-    log: MemoryConversationLog,
-    api_key: str,
-    tracker: StudyBudgetTracker | None = None,
-    sleeps: list[float] | None = None,
-    **settings_overrides,
-) -> ClaudeAgent:
-    settings = ClaudeSettings(
-        base_url=server.base_url, max_tokens=256, request_timeout_seconds=10, **settings_overrides
-    )
-    return ClaudeAgent(
-        agent_id,
-        DIRECTIONS[agent_id],
-        settings,
-        log,
-        task_description=TASK,
-        study_budget=tracker or StudyBudgetTracker(settings.study_budget),
-        client=make_client(settings, api_key=api_key),
-        sleep=(sleeps if sleeps is not None else []).append,
-    )
-
-
-def run_rounds(agents, lab, rounds):
-    """Rounds as the flow runs them: the agents of a round in parallel, all given the forum as it
-    was when the round began; their posts join the forum for the next round."""
-    outcomes = []
-    forum: list[ForumPost] = []
-    for round_index in range(rounds):
-        with ThreadPoolExecutor(len(agents)) as pool:
-            done = list(
-                pool.map(
-                    ClaudeAgent.run_round,
-                    agents,
-                    [round_index] * len(agents),
-                    [list(forum)] * len(agents),
-                    [lab] * len(agents),
-                )
-            )
-        forum.extend(post for outcome in done for post in outcome.posts)
-        outcomes.append(done)
-    return outcomes
 
 
 def test_two_agents_research_for_two_rounds(api_key, monkeypatch, caplog):
@@ -153,7 +56,7 @@ def test_two_agents_research_for_two_rounds(api_key, monkeypatch, caplog):
             assert outcome.stop_reason is None and not outcome.out_of_budget
             assert outcome.api_calls == 4
             assert [s.dev_pgr for s in outcome.scored] == [
-                pipeline_pgr(s.method) for s in outcome.scored
+                shown(pipeline_pgr(s.method)) for s in outcome.scored
             ]
             assert len(outcome.scored) == 2
             best = max(outcome.scored, key=lambda s: s.dev_pgr)
@@ -164,7 +67,7 @@ def test_two_agents_research_for_two_rounds(api_key, monkeypatch, caplog):
                 agent.agent_id,
                 best.method,
             )
-            assert post.dev_pgr == pipeline_pgr(best.method) and post.n_seeds == 3
+            assert post.dev_pgr == shown(pipeline_pgr(best.method)) and post.n_seeds == 3
     assert len(lab.calls) == 4
     assert len(server.requests) == 16 == sum(len(log.calls(i)) for i in (0, 1))
 
@@ -273,7 +176,7 @@ def test_tools_in_one_response_see_each_others_effects(api_key):
     assert outcome.stop_reason is None and outcome.api_calls == 1
     assert outcome.submitted == MethodSpec(**method)
     (post,) = outcome.posts
-    assert post.dev_pgr == pipeline_pgr(MethodSpec(**method)) and post.n_seeds == 5
+    assert post.dev_pgr == shown(pipeline_pgr(MethodSpec(**method))) and post.n_seeds == 5
 
 
 def test_scoring_budget_exhaustion_is_told_to_the_model(api_key):
@@ -336,17 +239,6 @@ def test_token_and_dollar_budgets_end_the_agents_work(api_key, budget, reply_usa
     # Its work is over: the next round makes no call.
     assert again.out_of_budget and again.api_calls == 0
     assert len(server.requests) == outcome.api_calls
-
-
-def test_a_conversation_that_outgrows_its_context_stops_the_agent(api_key):
-    log = MemoryConversationLog()
-    reply = lambda body: message(tool_use("read_forum", {}), usage_=usage(900, 50, 0, 600))  # noqa: E731
-    with FakeAnthropic(reply, api_key=api_key) as server:
-        outcome = make_agent(0, server, log, api_key, max_context_tokens=1_500).run_round(
-            0, [], FakeLab()
-        )
-    assert outcome.out_of_budget and outcome.api_calls == 1 and len(server.requests) == 1
-    assert outcome.stop_reason == "conversation reached max_context_tokens (1,500)"
 
 
 def test_tool_call_budget_answers_the_rest_as_not_run(api_key):
@@ -486,5 +378,5 @@ def test_a_round_without_a_post_posts_the_agents_finding(api_key):
     (post,) = outcome.posts
     assert post == agent.finding(0)
     assert (post.round, post.agent_id, post.method) == (0, 0, MethodSpec(**methods[1]))
-    assert post.dev_pgr == pipeline_pgr(post.method) and post.n_seeds == 2
+    assert post.dev_pgr == shown(pipeline_pgr(post.method)) and post.n_seeds == 2
     assert lab.calls == [(0, 0, [MethodSpec(**m) for m in methods], 2)]

@@ -1,5 +1,7 @@
 """A Claude agent's tools: their schemas, input validation and the payloads the pipeline answers."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -17,6 +19,7 @@ from labgap.search.claude.tools import (
     experiments_payload,
     finding_post,
 )
+from labgap.search.scoring import ScoringCall
 
 LOGCONF, BOOTSTRAP = MethodSpec(loss="logconf"), MethodSpec(loss="bootstrap", aux_weight=0.5)
 
@@ -41,8 +44,22 @@ def test_the_run_experiments_schema_bounds_what_its_input_model_accepts():
     assert "http" not in described
 
 
+def scoring_call(method: MethodSpec, dev_pgr: float | None, seeds: list[int], round: int = 1):
+    return ScoringCall(
+        agent_id=0,
+        round=round,
+        method_hash=method.method_hash,
+        method_json=method.canonical_json(),
+        family=method.family,
+        seeds=json.dumps(seeds),
+        dev_pgr=dev_pgr,
+        budget_left=3,
+    )
+
+
 def test_a_score_that_is_not_finite_is_reported_as_undefined():
-    payload = experiments_payload([LOGCONF, BOOTSTRAP], [float("nan"), 0.25], n_seeds=2)
+    calls = [scoring_call(LOGCONF, float("nan"), [0, 1]), scoring_call(BOOTSTRAP, 0.25, [0, 1])]
+    payload = experiments_payload([LOGCONF, BOOTSTRAP], calls, [False, False], asked=2)
     assert [(r["method"], r["dev_pgr"], r["n_seeds"]) for r in payload["results"]] == [
         ({"loss": "logconf"}, None, 2),
         ({"loss": "bootstrap", "aux_weight": 0.5}, 0.25, 2),

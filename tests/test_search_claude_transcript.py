@@ -15,22 +15,15 @@ def at_round_1(seq, role, kind, content):
     )
 
 
-def tool_call(tool_id, name):
-    return {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+def tool_call(tool_id, name, tool_input=None):
+    return {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input or {}}
 
 
 def test_the_transcript_replays_only_what_the_pipeline_did():
     method = {"loss": "bootstrap", "aux_weight": 0.5}
-    scored = {"results": [{"method": method, "summary": "s", "dev_pgr": 0.3, "n_seeds": 2}]}
-    posted = {
-        "round": 1,
-        "agent_id": 0,
-        "method": method,
-        "dev_pgr": 0.3,
-        "n_seeds": 2,
-        "rationale": "helps",
-        "summary": "s",
-    }
+    result = {"method": method, "summary": "s", "dev_pgr": 0.3, "n_seeds": 2, "cost": "free"}
+    scored = {"results": [result]}
+    posted = {"round": 1, "agent_id": 0, "method": method, "dev_pgr": 0.3, "n_seeds": 2}
     messages = [
         at_round_1(0, "user", "prompt", [text("Round 1 begins.")]),
         at_round_1(
@@ -39,7 +32,7 @@ def test_the_transcript_replays_only_what_the_pipeline_did():
             "model",
             [
                 tool_call("a", "run_experiments"),
-                tool_call("b", "post_finding"),
+                tool_call("b", "post_finding", {"method": method, "rationale": "helps"}),
                 tool_call("c", "read_forum"),
             ],
         ),
@@ -61,8 +54,10 @@ def test_the_transcript_replays_only_what_the_pipeline_did():
         (1, MethodSpec(**method), 0.3, 2)
     ]
     assert transcript.posts[1].method == MethodSpec(**method) and transcript.posts[1].dev_pgr == 0.3
+    assert transcript.posts[1].rationale == "helps"  # from the call's input, not echoed back
     assert transcript.submissions == {}  # the submission was refused
     assert transcript.tool_calls == 3  # the refused call counts, the one not run does not
+    assert transcript.forum_read == set()  # the forum read was not run
 
 
 def test_wire_messages_merge_roles_and_drop_empty_text():

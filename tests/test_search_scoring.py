@@ -46,15 +46,35 @@ def test_asking_again_is_free_and_answers_the_same(tiny_binary_task):
     assert len(calls) == 2 and len(runs) == 1
 
 
+def test_a_method_already_scored_on_the_same_seeds_is_free_in_any_round(tiny_binary_task):
+    lab, _, calls, runs = make_lab(tiny_binary_task, budget=3)
+    (first,) = lab.score(0, 0, [LOGCONF])
+    later = lab.score(0, 4, [LOGCONF, VANILLA])
+    assert later[0] == first and later[0].round == 0  # the record, saying when it was scored
+    assert later[1].round == 4 and later[1].budget_left == 1
+    assert calls == [first, later[1]] and len(runs) == 2  # the free answer wrote nothing
+    # Other seeds are a new question, charged; within a round, a method has one call.
+    (more,) = lab.score(0, 4, [LOGCONF], n_seeds=3)
+    assert (more.round, json.loads(more.seeds), more.budget_left) == (4, [0, 1, 2], 0)
+    assert lab.score(0, 4, [LOGCONF]) == [first]  # the asked seeds' record wins
+    assert lab.score(0, 4, [VANILLA], n_seeds=1) == [later[1]]  # the round's call, two seeds
+    # Per agent: another agent asking pays for its own.
+    (theirs,) = lab.score(1, 4, [LOGCONF])
+    assert theirs.agent_id == 1 and theirs.budget_left == 2
+    assert len(calls) == 4
+
+
 def test_a_resumed_lab_answers_recorded_calls_and_counts_them(tiny_binary_task):
     first, _, calls, _ = make_lab(tiny_binary_task, budget=2)
     first.score(0, 0, [LOGCONF])
     resumed, _, new_calls, runs = make_lab(tiny_binary_task, budget=2, recorded=calls)
     assert resumed.score(0, 0, [LOGCONF]) == calls
     assert new_calls == [] and runs == []
+    assert resumed.score(0, 3, [LOGCONF]) == calls  # free in a later round too
     resumed.score(0, 1, [VANILLA])
     with pytest.raises(BudgetExhausted, match="0 dev-scoring call"):
         resumed.score(0, 2, [MethodSpec(loss="bootstrap")])
+    assert new_calls[0].method_hash == VANILLA.method_hash and len(new_calls) == 1
 
 
 def test_a_request_over_budget_scores_nothing(tiny_binary_task):

@@ -94,13 +94,32 @@ def cost_usd(usage: Usage, price: "ModelPrice") -> float:
     ) / 1_000_000
 
 
+def estimate_input_tokens(request: dict) -> int:
+    """A request's input tokens, guessed from its size at about four characters a token."""
+    return len(json.dumps(request)) // CHARS_PER_TOKEN
+
+
 def estimate_spend(request: dict, settings: "ClaudeSettings") -> Spend:
     """A cautious guess of one call's spend, checked against budgets before it is sent: the
-    request at about four characters a token, priced as uncached input, plus a full `max_tokens`
-    of output. A budget can still be overshot by this guess's error on the last call."""
-    input_tokens = len(json.dumps(request)) // CHARS_PER_TOKEN
-    usage = Usage(input_tokens=input_tokens, output_tokens=settings.max_tokens)
+    request's estimated input, priced as uncached input, plus a full `max_tokens` of output. A
+    budget can still be overshot by this guess's error on the last call."""
+    usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=settings.max_tokens)
     return Spend(tokens=usage.total_tokens, usd=cost_usd(usage, settings.price))
+
+
+def context_overflow(request: dict, floor: int, settings: "ClaudeSettings") -> str | None:
+    """Why `request` may not fit the model's context, or None: its estimated input (at least
+    `floor` tokens, a size known from the API's own count) plus a full `max_tokens` of output must
+    stay within `max_context_tokens`, whose margin below the real window absorbs the estimate's
+    error. An agent stops on it instead of sending a request the API would refuse."""
+    needed = max(estimate_input_tokens(request), floor) + settings.max_tokens
+    limit = settings.max_context_tokens
+    if needed > limit:
+        return (
+            f"the next request (~{needed:,} tokens with max_tokens) would exceed "
+            f"max_context_tokens ({limit:,})"
+        )
+    return None
 
 
 class StudyBudgetTracker:

@@ -6,7 +6,8 @@ attempt is counted, logged and paced by one rule: retry what can heal (429, 5xx,
 connection errors, malformed bodies) with exponential backoff and jitter, honouring the server's
 `retry-after`; fail at once, with a message saying what to fix, on what cannot (400, 401, 403, 404
 and other 4xx). The API key is read from `ANTHROPIC_API_KEY` and handed to the SDK only: it is
-never stored on our objects, logged or put into an error message.
+never stored on our objects, logged or put into an error message. A call that fails after the API
+billed malformed responses says what they cost (`CallFailed.billed`), so the caller can record it.
 """
 
 import json
@@ -50,8 +51,10 @@ class LLMCall(BaseModel):
     output_tokens: int = Field(ge=0)
     cache_creation_input_tokens: int = Field(ge=0)
     cache_read_input_tokens: int = Field(ge=0)
-    latency_seconds: float = Field(ge=0, description="of the attempt that succeeded")
-    stop_reason: str | None
+    latency_seconds: float = Field(ge=0, description="of the attempt that succeeded (0: none did)")
+    stop_reason: str | None = Field(
+        description="the API's; None when no attempt gave a usable response (billed tokens only)"
+    )
     usd: float = Field(ge=0)
     attempts: int = Field(ge=1, description="HTTP attempts, retries included")
     request_id: str | None
@@ -113,11 +116,28 @@ class CallResult(NamedTuple):
     latency_seconds: float
 
 
-class AnthropicRequestRejected(LabgapInputError):
+class CallFailed(Exception):
+    """A call that got no usable response. `billed` is what its malformed responses still cost
+    (the API charged for them), `attempts` how many HTTP attempts were made."""
+
+    def __init__(
+        self,
+        message: str,
+        billed: Usage = NO_USAGE,
+        attempts: int = 1,
+        request_id: str | None = None,
+    ):
+        super().__init__(message)
+        self.billed = billed
+        self.attempts = attempts
+        self.request_id = request_id
+
+
+class AnthropicRequestRejected(CallFailed, LabgapInputError):
     """The API refused the request itself (bad key, bad request, no access): retrying cannot help."""
 
 
-class AnthropicUnavailable(RuntimeError):
+class AnthropicUnavailable(CallFailed, RuntimeError):
     """The API kept failing with retryable errors; a later run (the flow's retry) may succeed."""
 
 
@@ -153,13 +173,15 @@ def call_with_retries(
     A 200 whose body is not valid JSON or lacks required fields (e.g. a tool_use without its
     input) is retried like a 5xx: a fresh sample usually fixes it, and a broken block must never
     enter the conversation. Tokens such a body reports are still added to the result's usage,
-    since they were billed. `slot()` gates each attempt (not the waits between attempts).
+    since they were billed, or to the raised `CallFailed.billed` when no attempt succeeds.
+    `slot()` gates each attempt (not the waits between attempts).
     """
     if client.max_retries != 0:
         client = client.with_options(max_retries=0)
     gate = slot or default_slot(settings.max_concurrent_requests)
     discarded = NO_USAGE
     problem = ""
+    billed_id = None
     for attempt in range(1, settings.max_attempts + 1):
         try:
             with gate():
@@ -173,19 +195,27 @@ def call_with_retries(
                 billed = response.model_copy(update={"usage": response.usage + discarded})
                 return CallResult(billed, attempt, latency)
             discarded = discarded + usage
+            billed_id = request_id if usage.total_tokens else billed_id
             wait = _backoff(attempt, settings)
         except anthropic.APIStatusError as error:
             problem = _describe_status_error(error)
             if not _is_retryable(error.status_code):
                 hint = NEVER_RETRIED_HINTS.get(error.status_code, "fix the request")
                 raise AnthropicRequestRejected(
-                    f"Anthropic API rejected the request ({problem}): {hint}"
+                    f"Anthropic API rejected the request ({problem}): {hint}",
+                    discarded,
+                    attempt,
+                    billed_id,
                 ) from None
             retry_after = _retry_after_seconds(error.response.headers)
             if retry_after is not None and retry_after > settings.max_retry_after_seconds:
                 raise AnthropicUnavailable(
                     f"Anthropic API asked to retry after {retry_after:g} s ({problem}), more than "
-                    f"max_retry_after_seconds={settings.max_retry_after_seconds:g}; try again later"
+                    f"max_retry_after_seconds={settings.max_retry_after_seconds:g}; "
+                    "try again later",
+                    discarded,
+                    attempt,
+                    billed_id,
                 ) from None
             if retry_after is None:
                 wait = _backoff(attempt, settings)
@@ -204,7 +234,10 @@ def call_with_retries(
             )
             sleep(wait)
     raise AnthropicUnavailable(
-        f"Anthropic API still failing after {settings.max_attempts} attempts; last: {problem}"
+        f"Anthropic API still failing after {settings.max_attempts} attempts; last: {problem}",
+        discarded,
+        settings.max_attempts,
+        billed_id,
     )
 
 

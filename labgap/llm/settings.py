@@ -6,6 +6,7 @@ Pure configuration: this module must not import the `anthropic` SDK, since the s
 """
 
 import os
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +14,11 @@ from labgap.errors import LabgapInputError
 from labgap.llm.budgets import Spend, _first_exceeded
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
+
+CLAUDE_MAX_SEEDS = 5
+"""The most seeds a Claude agent may ask for one method. A study whose `quick_seeds` (the seeds a
+method needs to be eligible to win) is above it could never have a winner, so its config is
+refused."""
 
 
 class ModelPrice(BaseModel):
@@ -102,7 +108,17 @@ class ClaudeSettings(BaseModel):
     max_context_tokens: int = Field(
         150_000,
         ge=1_000,
-        description="an agent whose conversation outgrows this stops, before the API refuses it",
+        description=(
+            "an agent whose next request (estimated input plus max_tokens) would exceed this "
+            "stops, before the API refuses it; keep it below the model's context window, since "
+            "the estimate is rough"
+        ),
+    )
+    forum_posts_shown: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="read_forum shows this many best posts, plus the agent's own latest",
     )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     agent_budget: AgentBudget = AgentBudget()
@@ -111,8 +127,15 @@ class ClaudeSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if urlsplit(value).username is not None or urlsplit(value).password is not None:
+            raise ValueError(
+                "base_url must not carry credentials (user:password@): the key comes from "
+                "ANTHROPIC_API_KEY only, and the config is stored with the study"
+            )
         return value
 
     @model_validator(mode="after")

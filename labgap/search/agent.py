@@ -69,8 +69,9 @@ class Lab(Protocol):
     ) -> list[ScoringCall]:
         """One call per method, in order: the mean dev PGR over the pipeline's own trials on
         `n_seeds` search seeds (None: the study's minimum). A method already scored for this agent
-        in this round is answered from the record, free. Raises `BudgetExhausted`, scoring
-        nothing, when the agent's budget cannot cover the new methods."""
+        on the same seeds, in any round, is answered from the record, free. Raises
+        `BudgetExhausted`, scoring nothing, when the agent's budget cannot cover the new
+        methods."""
         ...
 
 

@@ -73,9 +73,12 @@ class TrialSource(Protocol):
 class GuardedLab:
     """The `Lab` agents reach: dev PGR of the pipeline's own trials, within a per-agent budget.
 
-    Each (agent, round, method) is charged once: asking again, in the same study run or after a
-    resume (the recorded calls are passed in), is answered from the record for free, so a
-    replayed round costs nothing and reads back exactly the numbers it got the first time.
+    A method is charged once per agent and seeds: an agent asking again for a method it already
+    had scored on the same seeds, in any round, gets the recorded call back for free (its `round`
+    says when it was scored), and one asking again within a round gets that round's call, whatever
+    the seeds (one call per agent, round and method). This holds in the same study run or after a
+    resume (the recorded calls are passed in), so a replayed round costs nothing and reads back
+    exactly the numbers it got the first time. A free answer records nothing new.
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class GuardedLab:
         self, agent_id: int, round: int, methods: list[MethodSpec], n_seeds: int | None = None
     ) -> list[ScoringCall]:
         with self._lock:
+            seeds = self._search_seeds(n_seeds)
             unique = list({m.method_hash: m for m in methods}.values())
-            new = [m for m in unique if (agent_id, round, m.method_hash) not in self._calls]
+            known = {m.method_hash: self._known(agent_id, round, m, seeds) for m in unique}
+            new = [m for m in unique if known[m.method_hash] is None]
             used = sum(key[0] == agent_id for key in self._calls)
             if used + len(new) > self.budget:
                 raise BudgetExhausted(
@@ -113,11 +118,7 @@ class GuardedLab:
                 )
             if new:
                 trials = self._trials.trials(
-                    self.task,
-                    new,
-                    self._search_seeds(n_seeds),
-                    "search",
-                    f"search-agent{agent_id}-round{round}",
+                    self.task, new, seeds, "search", f"search-agent{agent_id}-round{round}"
                 )
                 fresh = []
                 for method in new:
@@ -137,4 +138,20 @@ class GuardedLab:
                     )
                 self._on_calls(fresh)
                 self._calls.update({(c.agent_id, c.round, c.method_hash): c for c in fresh})
-            return [self._calls[(agent_id, round, m.method_hash)] for m in methods]
+                known.update({c.method_hash: c for c in fresh})
+            return [known[m.method_hash] for m in methods]
+
+    def _known(
+        self, agent_id: int, round: int, method: MethodSpec, seeds: list[int]
+    ) -> ScoringCall | None:
+        """The recorded answer to this question: the agent's earliest call of the method on the
+        same seeds, else its call of the method this round (a round holds one call per method)."""
+        asked = json.dumps(sorted(seeds))
+        same_seeds = [
+            call
+            for (agent, _, method_hash), call in self._calls.items()
+            if agent == agent_id and method_hash == method.method_hash and call.seeds == asked
+        ]
+        if same_seeds:
+            return min(same_seeds, key=lambda call: call.round)
+        return self._calls.get((agent_id, round, method.method_hash))

@@ -23,23 +23,32 @@ from typing import Any
 import anthropic
 from pydantic import ValidationError
 
-from labgap.llm.budgets import Spend, StudyBudgetTracker, cost_usd, estimate_spend
-from labgap.llm.client import LLMCall, call_with_retries, make_client
+from labgap.llm.budgets import (
+    Spend,
+    StudyBudgetTracker,
+    Usage,
+    context_overflow,
+    cost_usd,
+    estimate_spend,
+)
+from labgap.llm.client import CallFailed, LLMCall, call_with_retries, make_client
 from labgap.llm.settings import AgentBudget, ClaudeSettings
-from labgap.search.agent import ForumPost, Lab, RoundOutcome, describe_method
+from labgap.search.agent import ForumPost, Lab, RoundOutcome
 from labgap.search.claude.prompts import round_prompt, system_prompt
 from labgap.search.claude.tools import (
     TOOL_NAMES,
     TOOLS,
     MethodChoiceInput,
+    NoInput,
     RunExperimentsInput,
     ToolRefused,
+    best_finding,
     describe_validation_error,
     experiments_payload,
     finding_post,
     forum_payload,
-    latest_scores,
     method_space,
+    parse_input,
     post_payload,
     submission_payload,
     tool_result,
@@ -70,6 +79,7 @@ class ClaudeAgent:
         task_description: str,
         study_budget: StudyBudgetTracker,
         budget: AgentBudget | None = None,
+        min_seeds: int | None = None,
         client: anthropic.Anthropic | None = None,
         slot: Callable[[], AbstractContextManager] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -83,7 +93,7 @@ class ClaudeAgent:
         self._client = client or make_client(settings)
         self._slot = slot
         self._sleep = sleep
-        self._system = system_prompt(agent_id, direction, task_description)
+        self._system = system_prompt(agent_id, direction, task_description, min_seeds)
         self._load()
 
     def run_round(self, round: int, forum: list[ForumPost], lab: Lab) -> RoundOutcome:
@@ -108,7 +118,8 @@ class ClaudeAgent:
                 return self._outcome(round, reason, out_of_budget=False)
             request = self._request()
             estimate = estimate_spend(request, self.settings) + Spend(tool_calls=1)
-            exhausted = self._context_full() or self.budget.exceeded_by(self._spent() + estimate)
+            exhausted = self._context_overflow(request)
+            exhausted = exhausted or self.budget.exceeded_by(self._spent() + estimate)
             exhausted = exhausted or self.study_budget.reserve(estimate)
             if exhausted is not None:
                 logger.info(f"agent {self.agent_id} stops: {exhausted}")
@@ -117,30 +128,30 @@ class ClaudeAgent:
                 result = call_with_retries(
                     self._client, request, self.settings, sleep=self._sleep, slot=self._slot
                 )
+            except CallFailed as failed:
+                # Malformed responses the API billed are spent even though none was usable.
+                spent = Spend()
+                if failed.billed.total_tokens:
+                    spent = self._record_call(
+                        round, failed.billed, 0.0, None, failed.attempts, failed.request_id
+                    ).spend
+                self.study_budget.settle(estimate, spent)
+                raise
             except BaseException:
                 self.study_budget.settle(estimate, Spend())
                 raise
             response = result.response
-            call = LLMCall(
-                agent_id=self.agent_id,
-                round=round,
-                turn=len(self._calls),
-                model=self.settings.model,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cache_creation_input_tokens=response.usage.cache_creation_input_tokens,
-                cache_read_input_tokens=response.usage.cache_read_input_tokens,
-                latency_seconds=result.latency_seconds,
-                stop_reason=response.stop_reason,
-                usd=cost_usd(response.usage, self.settings.price),
-                attempts=result.attempts,
-                request_id=response.request_id,
-            )
-            self.study_budget.settle(estimate, call.spend)
             # The cost row first: a crash before the response is stored re-sends the request,
             # which costs money but is recorded; the reverse order would lose a paid call.
-            self._log.record_call(call)
-            self._calls.append(call)
+            call = self._record_call(
+                round,
+                response.usage,
+                result.latency_seconds,
+                response.stop_reason,
+                result.attempts,
+                response.request_id,
+            )
+            self.study_budget.settle(estimate, call.spend)
             message = self._append(round, "assistant", "model", response.content)
             logger.info(
                 f"agent {self.agent_id} round {round} turn {call.turn}: "
@@ -152,26 +163,7 @@ class ClaudeAgent:
 
     def finding(self, round: int) -> ForumPost | None:
         """The best method the pipeline scored for this agent so far, with its dev PGR."""
-        latest = latest_scores(self._transcript.scored)
-        best = max(
-            (scored for scored in latest if scored.dev_pgr is not None),
-            key=lambda scored: scored.dev_pgr,
-            default=None,
-        )
-        if best is None:
-            return None
-        n_scored = sum(scored.dev_pgr is not None for scored in latest)
-        return ForumPost(
-            round=round,
-            agent_id=self.agent_id,
-            method=best.method,
-            dev_pgr=best.dev_pgr,
-            n_seeds=best.n_seeds,
-            rationale=(
-                f"{describe_method(best.method)}: best of {n_scored} scored in "
-                f"'{self.direction.title}'"
-            ),
-        )
+        return best_finding(self.agent_id, round, self._transcript.scored, self.direction.title)
 
     # --- conversation state, always rebuilt from the log ---
 
@@ -180,12 +172,44 @@ class ClaudeAgent:
         self._calls = self._log.calls(self.agent_id)
         self._transcript = Transcript(self._messages)
 
-    def _context_full(self) -> str | None:
-        """The conversation only grows: once the last call's tokens pass the cap, it stops."""
-        limit = self.settings.max_context_tokens
-        if self._calls and self._calls[-1].usage.total_tokens > limit:
-            return f"conversation reached max_context_tokens ({limit:,})"
-        return None
+    def _context_overflow(self, request: dict[str, Any]) -> str | None:
+        """Why `request` may not fit the context (see `context_overflow`). Any earlier answered
+        request plus its response is a floor, as the conversation only grows (single-attempt
+        calls only: retries add the tokens of discarded responses)."""
+        floor = max(
+            (c.usage.total_tokens for c in self._calls if c.attempts == 1 and c.stop_reason),
+            default=0,
+        )
+        return context_overflow(request, floor, self.settings)
+
+    def _record_call(
+        self,
+        round: int,
+        usage: Usage,
+        latency_seconds: float,
+        stop_reason: str | None,
+        attempts: int,
+        request_id: str | None,
+    ) -> LLMCall:
+        """Store the cost row of one API call (answered or not) before anything acts on it."""
+        call = LLMCall(
+            agent_id=self.agent_id,
+            round=round,
+            turn=len(self._calls),
+            model=self.settings.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            latency_seconds=latency_seconds,
+            stop_reason=stop_reason,
+            usd=cost_usd(usage, self.settings.price),
+            attempts=attempts,
+            request_id=request_id,
+        )
+        self._log.record_call(call)
+        self._calls.append(call)
+        return call
 
     def _spent(self) -> Spend:
         calls = sum((call.spend for call in self._calls), Spend())
@@ -217,7 +241,12 @@ class ClaudeAgent:
             return True, None
         this_round = [message for message in self._messages if message.round == round]
         if this_round and this_round[-1].kind == "model" and not this_round[-1].tool_uses:
-            return True, "ended its turn without submitting a method"
+            reason = "ended its turn without submitting a method"
+            answered = [call for call in self._calls if call.stop_reason is not None]
+            api_reason = answered[-1].stop_reason if answered else None
+            if api_reason not in (None, "end_turn"):
+                reason += f" (the API's stop_reason: {api_reason})"
+            return True, reason
         if self._calls_in(round) >= self.settings.max_api_calls_per_round:
             return (
                 True,
@@ -265,11 +294,13 @@ class ClaudeAgent:
 
     def _answer_tool_calls(self, message: StoredMessage, forum: list[ForumPost], lab: Lab) -> None:
         """Run every tool call of a model response, in order and each seeing the effects of the
-        ones before, and store the results as one message. Once a tool-call budget is reached the
-        remaining calls are answered as not run."""
+        ones before, and store the results as one message. Once a submission has ended the round
+        or a tool-call budget is reached, the remaining calls are answered as not run (free)."""
         results = []
         refusal = None
         for block in message.tool_uses:
+            if message.round in self._transcript.submissions:
+                refusal = "submit_method has ended your round"
             refusal = refusal or self.budget.exceeded_by(self._spent() + Spend(tool_calls=1))
             refusal = refusal or self.study_budget.reserve(Spend(tool_calls=1))
             if refusal is not None:
@@ -292,19 +323,22 @@ class ClaudeAgent:
         scored = self._transcript.scored
         try:
             if name == "describe_method_space":
+                parse_input(NoInput, tool_input)
                 payload = method_space()
             elif name == "read_forum":
-                payload = forum_payload(forum)
+                parse_input(NoInput, tool_input)
+                payload = self._read_forum(round, forum)
             elif name == "run_experiments":
-                request = RunExperimentsInput.model_validate(tool_input)
+                request = parse_input(RunExperimentsInput, tool_input)
                 payload = self._run_experiments(round, request, lab)
             elif name == "post_finding":
-                choice = MethodChoiceInput.model_validate(tool_input)
+                choice = parse_input(MethodChoiceInput, tool_input)
                 payload = {
                     "posted": post_payload(finding_post(self.agent_id, round, choice, scored))
                 }
             elif name == "submit_method":
-                payload = submission_payload(MethodChoiceInput.model_validate(tool_input), scored)
+                choice = parse_input(MethodChoiceInput, tool_input)
+                payload = submission_payload(choice, scored)
             else:
                 return tool_result(
                     block["id"], {"error": f"unknown tool {name!r}; the tools are {TOOL_NAMES}"}
@@ -318,10 +352,19 @@ class ClaudeAgent:
             return tool_result(block["id"], {"error": str(refused)})
         return tool_result(block["id"], payload, is_error=False)
 
+    def _read_forum(self, round: int, forum: list[ForumPost]) -> dict[str, Any]:
+        """The bounded forum (see `forum_payload`); the forum only changes between rounds, so a
+        second read in a round points back to the first instead of repeating it."""
+        if round in self._transcript.forum_read:
+            return {"unchanged": True, "message": "As you read it earlier this round."}
+        return forum_payload(forum, self.agent_id, self.settings.forum_posts_shown)
+
     def _run_experiments(
         self, round: int, request: RunExperimentsInput, lab: Lab
     ) -> dict[str, Any]:
-        """Score the methods with the lab, one scoring call per method, in order."""
+        """Score the methods with the lab, one scoring call per method, in order. An answer is
+        free when the lab returns a call of an earlier round, or of a method already charged this
+        round (or earlier in this request): the lab holds one call per agent, round and method."""
         try:
             calls = lab.score(self.agent_id, round, request.methods, request.n_seeds)
         except BudgetExhausted as exhausted:
@@ -331,5 +374,9 @@ class ClaudeAgent:
                 f"the lab returned {len(calls)} scoring call(s) that do not match, in order, the "
                 f"{len(request.methods)} method(s) asked"
             )
-        scores = [call.dev_pgr for call in calls]
-        return experiments_payload(request.methods, scores, request.n_seeds)
+        charged = {method for when, method in self._transcript.charged if when == round}
+        free = []
+        for call in calls:
+            free.append(call.round != round or call.method_hash in charged)
+            charged.add(call.method_hash)
+        return experiments_payload(request.methods, calls, free, request.n_seeds)

@@ -15,6 +15,7 @@ from labgap.llm.budgets import Spend
 from labgap.llm.client import LLMCall
 from labgap.methods.spec import MethodSpec
 from labgap.search.agent import ForumPost, ScoredMethod
+from labgap.search.claude.tools import CHARGED
 
 
 class StoredMessage(BaseModel):
@@ -55,13 +56,16 @@ class ConversationLog(Protocol):
 
 
 class Transcript:
-    """An agent's state, replayed from its stored conversation: what the pipeline scored for it,
-    its posts and submissions per round, and the tool calls it used."""
+    """An agent's state, replayed from its stored conversation: what the pipeline scored for it
+    (and which of those scorings were charged, by round and method hash), its posts and
+    submissions per round, the rounds in which it read the forum, and the tool calls it used."""
 
     def __init__(self, messages: list[StoredMessage]):
         self.scored: list[ScoredMethod] = []
+        self.charged: set[tuple[int, str]] = set()
         self.posts: dict[int, ForumPost] = {}
         self.submissions: dict[int, tuple[MethodSpec, str]] = {}
+        self.forum_read: set[int] = set()
         self.tool_calls = 0
         tool_uses: dict[str, dict[str, Any]] = {}
         for message in messages:
@@ -79,22 +83,27 @@ class Transcript:
         self.tool_calls += 1
         if result.get("is_error"):
             return
+        rationale = tool_use["input"].get("rationale")
         if tool_use["name"] == "run_experiments":
-            self.scored.extend(
-                ScoredMethod(
-                    round=round,
-                    method=MethodSpec.model_validate(item["method"]),
-                    dev_pgr=item["dev_pgr"],
-                    n_seeds=item["n_seeds"],
+            for item in payload["results"]:
+                method = MethodSpec.model_validate(item["method"])
+                self.scored.append(
+                    ScoredMethod(
+                        round=round, method=method, dev_pgr=item["dev_pgr"], n_seeds=item["n_seeds"]
+                    )
                 )
-                for item in payload["results"]
-            )
+                if item.get("cost", CHARGED) == CHARGED:
+                    self.charged.add((round, method.method_hash))
         elif tool_use["name"] == "post_finding":
-            posted = {key: payload["posted"][key] for key in ForumPost.model_fields}
-            self.posts[round] = ForumPost.model_validate(posted)
+            posted = {**payload["posted"], "rationale": rationale}
+            self.posts[round] = ForumPost.model_validate(
+                {key: posted[key] for key in ForumPost.model_fields}
+            )
         elif tool_use["name"] == "submit_method":
             method = MethodSpec.model_validate(payload["submitted"])
-            self.submissions[round] = (method, payload["rationale"])
+            self.submissions[round] = (method, rationale)
+        elif tool_use["name"] == "read_forum":
+            self.forum_read.add(round)
 
 
 def recorded_spend(log: ConversationLog, agent_ids: list[int]) -> Spend:
