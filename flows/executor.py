@@ -1,17 +1,27 @@
-"""Experiments as Prefect task runs on the configured task runner (worker processes or threads)."""
+"""Experiments as Prefect task runs on the configured task runner: worker processes, threads, or a
+Dask cluster spanning machines. Results always come back to the flow process, the only writer."""
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import copy_context
 
 from prefect import unmapped
+from prefect.context import TaskRunContext
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
 
 from labgap.config import StudyConfig
 from labgap.data.tasks import TaskSpec
 from labgap.engine.w2s import TrialResult
 from labgap.methods.spec import MethodSpec
-from tasks.experiments import init_worker, prepare_reference, run_experiment, start_worker
+from tasks.experiments import (
+    DaskWorkerSetup,
+    init_worker,
+    prepare_reference,
+    run_experiment,
+    start_worker,
+)
 
 
 class PrefectExecutor:
@@ -41,15 +51,49 @@ class PrefectExecutor:
         return futures.result()
 
 
+class FlowLevelDaskTaskRunner(DaskTaskRunner):
+    """Submits as the flow does, whichever stage asks.
+
+    Dask pickles the submitting Prefect context at every submission, and a stage task's context
+    carries the stage's arguments (the database, the agents); experiments run under the flow's
+    context instead, as they do in the process pool.
+    """
+
+    def submit(self, task, parameters, wait_for=None, dependencies=None):
+        return copy_context().run(self._submit_from_flow, task, parameters, wait_for, dependencies)
+
+    def _submit_from_flow(self, *args):
+        TaskRunContext.__var__.set(None)
+        return super().submit(*args)
+
+
+def dask_runner(address: str | None, workers: int) -> DaskTaskRunner:
+    """A running scheduler's cluster, or a local one of `workers` single-threaded processes."""
+    if address:
+        return FlowLevelDaskTaskRunner(address=address)
+    return FlowLevelDaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+
 @contextmanager
 def experiment_executor(config: StudyConfig) -> Iterator[PrefectExecutor]:
     workers = config.workers or os.cpu_count() or 1
-    if config.executor == "thread":
+    if config.executor == "dask":
+        runner = dask_runner(config.dask_address, workers)
+    elif config.executor == "thread":
         runner = ThreadPoolTaskRunner(max_workers=workers)
     else:
         runner = ProcessPoolTaskRunner(
             max_workers=workers, initializer=init_worker, initargs=(workers,)
         )
     with runner:
+        if isinstance(runner, DaskTaskRunner):
+            runner.client.register_plugin(DaskWorkerSetup())
         runner.submit(start_worker, {}).result()
         yield PrefectExecutor(runner)

@@ -187,8 +187,17 @@ class StudyConfig(BaseModel):
         title="Workers (1–64)",
         description="parallel experiment workers; empty: the CPU count",
     )
-    executor: Literal["process", "thread"] = Field(
-        "process", description="experiments in worker processes (parallel) or threads (debugging)"
+    executor: Literal["process", "thread", "dask"] = Field(
+        "process",
+        description="experiments in worker processes (parallel), threads (debugging) or on a "
+        "Dask cluster (several machines)",
+    )
+    dask_address: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[a-z]+://\S+$",
+        description="dask executor only: a running scheduler, e.g. tcp://host:8786; empty: a "
+        "local Dask cluster of `workers` processes",
     )
 
     @model_validator(mode="before")
@@ -232,6 +241,13 @@ class StudyConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_dask_address(self) -> "StudyConfig":
+        """An address the process or thread executor would silently ignore is a mistake."""
+        if self.dask_address and self.executor != "dask":
+            raise ValueError(f"dask_address needs executor: dask, not {self.executor!r}")
+        return self
+
+    @model_validator(mode="after")
     def _check_claude_seeds(self) -> "StudyConfig":
         """A Claude agent can ask for at most CLAUDE_MAX_SEEDS seeds per method, and a method
         needs quick_seeds to win: above the cap, a study would spend its LLM budget for nothing."""
@@ -269,7 +285,9 @@ class StudyConfig(BaseModel):
     def config_hash(self) -> str:
         """Hashes what changes the numbers: not where or how fast they are computed, nor the
         Claude settings of an embedded study, nor the API endpoint, retries or concurrency."""
-        body = self.model_dump(mode="json", exclude={"study_id", "workers", "executor"})
+        body = self.model_dump(
+            mode="json", exclude={"study_id", "workers", "executor", "dask_address"}
+        )
         if self.agent_backend == "embedded":
             del body["claude"]
         else:

@@ -18,9 +18,16 @@ from labgap.plan import StudyPlan
 from labgap.search.agent import Agent, ForumPost
 from labgap.search.hacking import HackingFlags, reward_hacking_flags
 from labgap.search.leaderboard import pick_winner, rank_methods
-from labgap.search.scoring import GuardedLab, ScoringCall, mean_dev_pgr
+from labgap.search.scoring import GuardedLab, ScoringCall, mean_and_se
 from labgap.stats.analysis import analyse_gap, effect_estimate
-from labgap.stats.schemas import Candidate, GapAnalysis, GapConfig, SeedResult, TaskSample
+from labgap.stats.schemas import (
+    Candidate,
+    GapAnalysis,
+    GapConfig,
+    SearchBaseline,
+    SeedResult,
+    TaskSample,
+)
 from labgap.trials import TrialBook
 
 BASELINE = PRESETS["vanilla"]
@@ -40,6 +47,8 @@ class SearchResult(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     baseline_dev_pgr: float | None
+    baseline_dev_se: float | None = None
+    baseline_dev_n: int = 0
     leaderboard: pl.DataFrame
     calls: list[ScoringCall]
 
@@ -118,7 +127,15 @@ def search(
             f"best dev PGR this round {'—' if best is None else f'{best:.3f}'}"
         )
     board = rank_methods(book.of_phase(task, "search"), lab.calls, config.quick_seeds)
-    return SearchResult(baseline_dev_pgr=mean_dev_pgr(baseline), leaderboard=board, calls=lab.calls)
+    dev = [t.pgr_dev for t in baseline if t.pgr_dev is not None]
+    mean, se = mean_and_se(dev)
+    return SearchResult(
+        baseline_dev_pgr=mean,
+        baseline_dev_se=se,
+        baseline_dev_n=len(dev),
+        leaderboard=board,
+        calls=lab.calls,
+    )
 
 
 def confirm(plan: StudyPlan, book: TrialBook, found: SearchResult) -> LabConfirmation:
@@ -187,6 +204,9 @@ def analyse(
         GapConfig(alpha=plan.config.alpha, rho_min=plan.config.rho_min),
         candidates=candidates or None,
         selected=found.winner_entry["method_hash"] if candidates else None,
+        baseline=SearchBaseline(n=found.baseline_dev_n, se=found.baseline_dev_se)
+        if found.baseline_dev_n
+        else None,
     )
 
 

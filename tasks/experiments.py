@@ -4,6 +4,7 @@ import atexit
 import os
 import sys
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -24,6 +25,25 @@ def init_worker(workers: int) -> None:
     quiet_completed_task_runs()
     _engine = W2SEngine(workers=workers)
     atexit.register(leave_quietly)
+
+
+class DaskWorkerSetup(WorkerPlugin):
+    """Runs in each Dask worker process, on any machine, as `init_worker` does in a pool.
+
+    Torch gets one thread (a share of 1/cpu_count), so `--nworkers`/`--nthreads` decide how many
+    cores a machine gives. Each study registers it again: a fresh engine per study keeps a
+    long-lived worker's memory to one study's data (the fixed name replaces the last one). No
+    `leave_quietly`: the nanny owns the worker's exit.
+    """
+
+    name = "labgap-worker-setup"
+
+    def setup(self, worker) -> None:
+        global _engine
+        cores = os.cpu_count() or 1
+        TorchThreads.configure(cores)
+        quiet_completed_task_runs()
+        _engine = W2SEngine(workers=cores)
 
 
 def leave_quietly() -> None:

@@ -138,7 +138,7 @@ def make_studies(tiny_study_tasks, folder: Path) -> Studies:
         "heldout_tasks": [heldout],
         "production_targets": [production],
         "n_agents": 4,
-        "rounds": 4,
+        "rounds": 3,
         "quick_seeds": 2,
         "confirmation_seeds": 4,
         "workers": 2,

@@ -21,8 +21,17 @@ from labgap.stats.analysis import analyse_gap
 from labgap.stats.decision import decide
 from labgap.stats.intervals import Effect, fieller_interval, paired_effect, t_interval
 from labgap.stats.power import decision_power
-from labgap.stats.schemas import FAILED, REPLICATED, VERDICTS, GapConfig, SeedResult, TaskSample
-from labgap.stats.winners import hybrid_winner
+from labgap.stats.schemas import (
+    FAILED,
+    REPLICATED,
+    VERDICTS,
+    Candidate,
+    GapConfig,
+    SearchBaseline,
+    SeedResult,
+    TaskSample,
+)
+from labgap.stats.winners import corrected_winner, hybrid_winner
 
 ALPHA = 0.05
 RHO_MIN = 0.5
@@ -209,6 +218,69 @@ def test_c4_hybrid_winner_interval_covers(record_property):
     check(record_property, "C4 hybrid winner coverage", coverage, N_POWER, 0.95, 0.93, 0.97)
     above = float(np.mean(estimate > 0))
     check(record_property, "C4 hybrid P(estimate > truth)", above, N_POWER, 0.5, 0.45, 0.55)
+
+
+def search_leaderboard(rng: np.random.Generator, candidates: int, seeds: int):
+    """A search as the pipeline runs it: every candidate and the baseline on `seeds` seeds, all
+    with the same true dev PGR (per-seed SD 1), effects = candidate mean − baseline mean.
+    Returns per-study (winner effect, runner-up effect, winner's own SE, pooled variance, df)."""
+    runs = rng.standard_normal((N_POWER, candidates + 1, seeds))
+    means, variances = runs.mean(-1), runs.var(-1, ddof=1)
+    effects = np.sort(means[:, 1:] - means[:, :1], axis=-1)
+    winner = np.argmax(means[:, 1:], axis=-1) + 1
+    own_se = np.sqrt(variances[np.arange(N_POWER), winner] / seeds)
+    df = (candidates + 1) * (seeds - 1)
+    return effects[:, -1], effects[:, -2], own_se, variances.mean(-1), df
+
+
+@pytest.mark.parametrize("candidates", [3, 12])
+@pytest.mark.parametrize("seeds", [2, 3])
+def test_c4_hybrid_winner_with_estimated_se(record_property, seeds, candidates):
+    """C4 as the search reports it: SEs estimated from 2 or 3 search seeds. Each candidate's own
+    SE (the old input) under-covers; the pooled SE with the baseline's variance covers and keeps
+    the estimate median-unbiased."""
+    rng = np.random.default_rng([4002, seeds, candidates])
+    winner, runner_up, own_se, variance, df = search_leaderboard(rng, candidates, seeds)
+    name = f"C4 hybrid {seeds} seeds, {candidates} candidates"
+    _, low, high = hybrid_winner(winner, own_se, runner_up, candidates)
+    own = float(np.mean((low <= 0) & (high >= 0)))
+    line = (
+        f"{name}, own SE (negative control): coverage {own:.4f} (MC SE {mc_se(own, N_POWER):.4f})"
+    )
+    print(line)
+    record_property(f"{name} own SE", line)
+    assert own < 0.90, line
+    estimate, low, high = corrected_winner(
+        winner, runner_up, variance, seeds, seeds, candidates, df
+    )
+    coverage = float(np.mean((low <= 0) & (high >= 0)))
+    check(record_property, f"{name} pooled coverage", coverage, N_POWER, 0.95, 0.93, 0.97)
+    above = float(np.mean(estimate > 0))
+    check(record_property, f"{name} pooled P(estimate > truth)", above, N_POWER, 0.5, 0.45, 0.55)
+
+
+def test_c4_hybrid_simulated_path_is_the_public_path():
+    """analyse_gap's hybrid figure, from candidates and the baseline as `stages.analyse` passes
+    them, equals the vectorised path above on the same leaderboards."""
+    rng = np.random.default_rng(4003)
+    lab = seed_level_task(rng, "lab", 0.3)
+    for _ in range(5):
+        runs = rng.standard_normal((4, 2))
+        means, ses = runs.mean(-1), runs.std(-1, ddof=1) / math.sqrt(2)
+        candidates = [
+            Candidate(name=f"m{k}", mean=means[k] - means[0], se=ses[k], n=2) for k in (1, 2, 3)
+        ]
+        baseline = SearchBaseline(n=2, se=ses[0])
+        result = analyse_gap(lab, [lab], GapConfig(), candidates=candidates, baseline=baseline)
+        effects = np.sort(means[1:] - means[0])
+        expected = corrected_winner(
+            effects[-1], effects[-2], runs.var(-1, ddof=1).mean(), 2, 2, 3, 4
+        )
+        assert (
+            result.lab.hybrid_estimate,
+            result.lab.hybrid_ci_low,
+            result.lab.hybrid_ci_high,
+        ) == pytest.approx(tuple(float(x) for x in expected))
 
 
 def test_c5_power_to_replicate(record_property):

@@ -192,11 +192,14 @@ def _lab_section(data: ReportData) -> list[str]:
     ]
     if finite(detail.get("hybrid_estimate")):
         lines.append(
-            f"| hybrid: corrected for the selection (Andrews, Kitagawa & McCloskey) | "
+            "| hybrid: corrected for picking the top of the dev leaderboard (Andrews, Kitagawa & "
+            "McCloskey; SE pooled over the candidates and vanilla) | "
             f"{_f(detail['hybrid_estimate'], True)} | "
             f"{_interval(detail.get('hybrid_ci_low'), detail.get('hybrid_ci_high'))} | "
             "search seeds |"
         )
+    elif finite(row.naive_estimate):
+        lines.append("| hybrid: corrected for the selection | not shown: see below | — | — |")
     lines += [
         f"| **fresh seeds** (paired, never used in the search) | **{_f(row.delta, True)}** | "
         f"{_interval(row.ci95_low, row.ci95_high)} | {row.n} |",

@@ -33,6 +33,7 @@ from labgap.stats.schemas import (
     GapAnalysis,
     GapConfig,
     LabEffect,
+    SearchBaseline,
     TargetGap,
     TaskSample,
     num,
@@ -55,6 +56,7 @@ class _StudyInput(BaseModel):
     config: GapConfig
     candidates: Annotated[list[Candidate], Field(min_length=1)] | None = None
     selected: str | None = None
+    baseline: SearchBaseline | None = None
 
     @model_validator(mode="after")
     def _selected_is_a_candidate(self) -> "_StudyInput":
@@ -88,6 +90,7 @@ def _lab_effect(
     config: GapConfig,
     candidates: list[Candidate] | None,
     selected: str | None,
+    baseline: SearchBaseline | None,
 ) -> LabEffect:
     flags, reasons = list(data.flags), list(data.reasons)
     ci_low, ci_high = t_interval(data.effect, DESCRIPTIVE_LEVEL)
@@ -108,7 +111,7 @@ def _lab_effect(
         delta = num(data.effect.delta)
         if delta is not None and delta > 0 and data.sd:
             seeds = seeds_for_test(delta, data.sd, (1 - decisions.level) / 2, config.power)
-    winner = winner_fields(candidates, selected, flags, reasons)
+    winner = winner_fields(candidates, selected, baseline, flags, reasons)
     return LabEffect(
         **_estimate_fields(data),
         ci_low=num(ci_low),
@@ -228,16 +231,23 @@ def analyse_gap(
     config: GapConfig,
     candidates: list[Candidate] | None = None,
     selected: str | None = None,
+    baseline: SearchBaseline | None = None,
 ) -> GapAnalysis:
     """Lab effect, per-target gaps, transfer ratios and verdicts for one study.
 
     `lab` holds the winner and the baseline on fresh seeds never used in the search. `candidates`
     (the leaderboard) and `selected` (default: the top mean) only feed the naive and hybrid
-    figures reported beside the lab effect. Invalid input raises pydantic.ValidationError;
+    figures reported beside the lab effect; `baseline` (its search-seed count and SE) is needed
+    for the hybrid one. Invalid input raises pydantic.ValidationError;
     degenerate data (few seeds, zero variance, undefined PGR) gives reasons, never NaN.
     """
     study = _StudyInput(
-        lab=lab, targets=targets, config=config, candidates=candidates, selected=selected
+        lab=lab,
+        targets=targets,
+        config=config,
+        candidates=candidates,
+        selected=selected,
+        baseline=baseline,
     )
     config = study.config
     lab_data = task_data(study.lab)
@@ -253,7 +263,9 @@ def analyse_gap(
         rho_min=config.rho_min,
         absolute_floor=config.absolute_floor,
     )
-    lab_result = _lab_effect(lab_data, decisions, config, study.candidates, study.selected)
+    lab_result = _lab_effect(
+        lab_data, decisions, config, study.candidates, study.selected, study.baseline
+    )
     p_holm = _holm([num(t_p_value(d.effect)) for d in target_data], config.alpha)
     gaps = [
         _target_gap(j, d, lab_data.effect, decisions, config, p_holm[j])

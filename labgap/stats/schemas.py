@@ -7,7 +7,7 @@ computing them, share one definition of every field, verdict and level.
 import math
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 INCONCLUSIVE, REPLICATED, FAILED = 0, 1, 2
 VERDICTS = ("inconclusive", "replicated", "failed_to_replicate")
@@ -78,6 +78,22 @@ class Candidate(BaseModel):
     mean: Finite
     se: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
     n: Annotated[int, Field(ge=1)]
+
+
+class SearchBaseline(BaseModel):
+    """The baseline's dev PGR over the search seeds (SE None with one seed): every candidate's
+    mean is taken relative to it, so the winner's corrected figure needs its spread too."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: Annotated[int, Field(ge=1)]
+    se: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _se_with_two_seeds(self) -> "SearchBaseline":
+        if self.n >= 2 and self.se is None:
+            raise ValueError("se: required with two or more seeds")
+        return self
 
 
 class GapConfig(BaseModel):
