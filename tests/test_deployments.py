@@ -15,6 +15,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from labgap.config import StudyConfig
 from labgap.store.connection import Store
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

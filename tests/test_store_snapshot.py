@@ -155,6 +155,7 @@ def watched_study(tmp_path_factory, tiny_study_tasks):
     return study, holder_states, poller_states, final
 
 
+@pytest.mark.slow
 def test_an_analyst_holding_the_snapshot_does_not_block_the_study(watched_study):
     study, holder_states, _, final = watched_study
     assert study.returncode == 0, study.stdout[-3000:] + study.stderr[-3000:]
@@ -165,6 +166,7 @@ def test_an_analyst_holding_the_snapshot_does_not_block_the_study(watched_study)
     assert all(state == holder_states[0] for state in holder_states)
 
 
+@pytest.mark.slow
 def test_analysts_reading_during_a_study_see_consistent_growing_copies(watched_study):
     study, _, states, final = watched_study
     assert study.returncode == 0, study.stderr[-3000:]
