@@ -74,6 +74,7 @@ def claude_agents(plan: StudyPlan, store: Store) -> list[Agent]:
             study_budget=tracker,
             min_seeds=plan.config.quick_seeds,
             slot=api_slot,
+            allow_unsandboxed_programs=plan.config.allow_unsandboxed_programs,
         )
         for agent in plan.agents
     ]

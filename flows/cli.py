@@ -13,7 +13,8 @@ from labgap.data.datasets import BuiltinDataset, load_dataset
 from labgap.data.features import EmbeddingView, build_view
 from labgap.data.tasks import BUILTIN_TASKS, resolve_task, split_indices
 from labgap.errors import LabgapInputError
-from labgap.methods.spec import resolve_method
+from labgap.methods.kinds import method_label, resolve_any_method
+from labgap.programs.method import parse_param_assignments
 
 app = typer.Typer(help="Lab-to-production replication studies of weak-to-strong supervision.")
 data_app = typer.Typer(help="Fetch and verify the offline datasets.")
@@ -22,6 +23,10 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 
 DbOption = Annotated[
     Path | None, typer.Option("--db", help="DuckDB file (default data/labgap.duckdb)")
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(help="a method program's parameter, name=value (e.g. k=20); repeat"),
 ]
 
 
@@ -76,8 +81,11 @@ def experiment(
     ] = "rt-lab",
     method: Annotated[
         list[str] | None,
-        typer.Option(help="preset name or MethodSpec JSON; repeat; first = baseline"),
+        typer.Option(
+            help="preset name, MethodSpec JSON or a method program (.py); repeat; first = baseline"
+        ),
     ] = None,
+    param: ParamOption = None,
     seeds: Annotated[int, typer.Option(min=1, max=100, help="number of seeds")] = 5,
     first_seed: Annotated[
         int, typer.Option(min=0, help="seeds are first_seed, first_seed+1, ...")
@@ -86,16 +94,25 @@ def experiment(
     db: DbOption = None,
 ) -> None:
     """Compare methods on one task with paired seeds; record every trial."""
-    from labgap.engine.w2s import W2SEngine
-    from labgap.experiment import method_label, run_comparison, summarise
+    from labgap.engine.w2s import TrialFailure, W2SEngine
+    from labgap.experiment import run_comparison, summarise
     from labgap.plan import planned_task
-    from labgap.store.record import StudyRecorder, recorded_trials
+    from labgap.store.record import (
+        StudyRecorder,
+        load_recorded_programs,
+        recorded_failures,
+        recorded_trials,
+    )
     from labgap.trials import LocalExecutor, TrialBook
     from labgap.version import code_version
 
     try:
         spec = resolve_task(task)
-        methods = [resolve_method(m) for m in (method or ["vanilla", "logconf"])]
+        params = parse_param_assignments(param or [])
+        references = method or ["vanilla", "logconf"]
+        if params and not any(m.endswith(".py") for m in references):
+            raise LabgapInputError("--param sets a program's parameters; no --method is a .py")
+        methods = [resolve_any_method(m, params if m.endswith(".py") else None) for m in references]
         planned_task(spec, "lab")
     except LabgapInputError as error:
         fail(str(error))
@@ -103,17 +120,25 @@ def experiment(
         fail("the same method was given twice; give each method once")
     seed_list = list(range(first_seed, first_seed + seeds))
     with open_store(db) as store:
+        load_recorded_programs(store)
+        labels = {m.method_hash: method_label(m) for m in methods}
 
         def report(result, reused):
-            label = method_label(resolve_method(result.method_json))
+            label = labels[result.method_hash]
             source = "recorded" if reused else f"{result.wall_seconds:.1f}s"
+            if isinstance(result, TrialFailure):
+                console.print(f"  seed {result.seed} {label:<12} [red]failed[/red]: {result.error}")
+                return
             pgr = "undefined" if result.pgr_test is None else f"{result.pgr_test:+.3f}"
             console.print(f"  seed {result.seed} {label:<12} PGR(test) {pgr}  ({source})")
 
         console.print(f"{spec.name}: {len(methods)} method(s) × {len(seed_list)} seed(s)")
         recorder = StudyRecorder(store, study_id, code_version())
         book = TrialBook(
-            LocalExecutor(W2SEngine()), recorded_trials(store, study_id), recorder.trials
+            LocalExecutor(W2SEngine()),
+            recorded_trials(store, study_id),
+            recorder.trials,
+            failed=recorded_failures(store, study_id),
         )
         results = run_comparison(book, spec, methods, seed_list, report)
         summary = summarise(results, methods)
@@ -152,6 +177,14 @@ def run(
     seed: Annotated[int | None, typer.Option(help="study seed")] = None,
     agents: Annotated[str | None, typer.Option(help="agent backend: embedded | claude")] = None,
     workers: Annotated[int | None, typer.Option(help="parallel experiment processes")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="replicate this method instead of searching: a program (.py), a preset name or "
+            "a MethodSpec JSON"
+        ),
+    ] = None,
+    param: ParamOption = None,
     db: DbOption = None,
 ) -> None:
     """Run (or resume) a replication study and print its verdict."""
@@ -167,6 +200,8 @@ def run(
             seed=seed,
             agent_backend=agents,
             workers=workers,
+            candidate_method=method,
+            candidate_params=parse_param_assignments(param or []) or None,
         )
         if study.agent_backend == "claude":
             api_key_from_env()
@@ -248,6 +283,9 @@ def print_summary(summary) -> None:
 
     console.print(f"\n[bold]study {summary.study_id}[/bold] ({summary.status})")
     console.print(f"lab baseline (vanilla) dev PGR: {number(summary.baseline_dev_pgr)}")
+    if summary.winner_label:
+        source = "given, not searched" if summary.winner_given else "the agents' winner"
+        console.print(f"lab method ({source}): {summary.winner_label}")
     console.print(
         f"winner ({summary.winner_family}): naive dev PGR {number(summary.winner_dev_pgr)}, "
         f"fresh-seed test PGR {number(summary.winner_fresh_test_pgr)} "
@@ -258,6 +296,13 @@ def print_summary(summary) -> None:
         f"[95% CI {number(summary.lab_ci95_low)}, {number(summary.lab_ci95_high)}]; "
         f"naive (selected, upward-biased): {number(summary.naive_lab_effect)}"
     )
+    known = summary.versus_known
+    if known is not None:
+        console.print(
+            f"winner − known methods ({known.role}) on the same fresh seeds: "
+            f"{number(known.effect)} [95% CI {number(known.ci95_low)}, {number(known.ci95_high)}]"
+            f": {known.verdict}"
+        )
     table = Table("target", "role", "seeds", "effect [95% CI]", "transfer ratio", "verdict")
     for target in summary.targets:
         table.add_row(

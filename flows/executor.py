@@ -13,8 +13,9 @@ from prefect_dask import DaskTaskRunner
 
 from labgap.config import StudyConfig
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import TrialResult
-from labgap.methods.spec import MethodSpec
+from labgap.engine.w2s import Outcome
+from labgap.methods.kinds import Method
+from labgap.programs.sandbox import SandboxLimits
 from tasks.experiments import (
     DaskWorkerSetup,
     init_worker,
@@ -27,18 +28,17 @@ from tasks.experiments import (
 class PrefectExecutor:
     """Each (task, seed)'s teacher and ceiling first, then every experiment of the batch at once."""
 
-    def __init__(self, runner: TaskRunner):
+    def __init__(self, runner: TaskRunner, limits: SandboxLimits):
         self.runner = runner
+        self.limits = limits
 
-    def run(
-        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
-    ) -> list[TrialResult]:
+    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]:
         """Task runs are named and tagged by stage, so the UI can group and filter them."""
         seeds = sorted({seed for _, seed in runs})
         prepare = prepare_reference.with_options(tags={phase})
         self.runner.map(prepare, {"task_spec": unmapped(task), "seed": seeds}).result()
         experiment = run_experiment.with_options(
-            tags={phase}, task_run_name=f"{phase}-{{task_spec.name}}-{{method.loss}}-seed{{seed}}"
+            tags={phase}, task_run_name=f"{phase}-{{task_spec.name}}-{{method.family}}-seed{{seed}}"
         )
         futures = self.runner.map(
             experiment,
@@ -46,6 +46,7 @@ class PrefectExecutor:
                 "task_spec": unmapped(task),
                 "method": [method for method, _ in runs],
                 "seed": [seed for _, seed in runs],
+                "limits": unmapped(self.limits),
             },
         )
         return futures.result()
@@ -96,4 +97,4 @@ def experiment_executor(config: StudyConfig) -> Iterator[PrefectExecutor]:
         if isinstance(runner, DaskTaskRunner):
             runner.client.register_plugin(DaskWorkerSetup())
         runner.submit(start_worker, {}).result()
-        yield PrefectExecutor(runner)
+        yield PrefectExecutor(runner, config.sandbox)

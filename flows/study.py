@@ -18,13 +18,21 @@ from labgap.reporting.data import load_report_data
 from labgap.reporting.summary import StudySummary, study_summary
 from labgap.search.scoring import GuardedLab
 from labgap.store.connection import Store
-from labgap.store.record import StudyRecorder, recorded_scoring_calls, recorded_trials
+from labgap.store.record import (
+    StudyRecorder,
+    load_recorded_programs,
+    recorded_failures,
+    recorded_scoring_calls,
+    recorded_trials,
+)
 from labgap.trials import TrialBook
 from tasks.logs import quiet_completed_task_runs
 from tasks.report import alert_on_verdict_change, publish_report
 from tasks.stages import (
     analyse_stage,
     confirm_stage,
+    given_stage,
+    known_stage,
     plan_stage,
     quality_gate,
     search_stage,
@@ -61,8 +69,14 @@ def replication_study(
             record.plan(plan)
             progress.finished(f"{1 + len(plan.targets)} tasks, {len(plan.agents)} agents")
             with experiment_executor(config) as executor:
-                recorded = recorded_trials(store, study_id)
-                book = TrialBook(executor, recorded, record.trials, progress.experiments)
+                load_recorded_programs(store)
+                book = TrialBook(
+                    executor,
+                    recorded_trials(store, study_id),
+                    record.trials,
+                    progress.experiments,
+                    recorded_failures(store, study_id),
+                )
                 calls = recorded_scoring_calls(store, study_id)
                 lab = GuardedLab(
                     plan.lab.spec,
@@ -73,8 +87,11 @@ def replication_study(
                     record.scoring_calls,
                 )
                 progress.stage("search")
-                agents = study_agents(plan, store)
-                found = search_stage(plan, agents, lab, book, record, logger.info)
+                if config.candidate_method is not None:
+                    found = given_stage(plan, book, config.candidate_method)
+                else:
+                    agents = study_agents(plan, store)
+                    found = search_stage(plan, agents, lab, book, record, logger.info)
                 record.leaderboard(found.leaderboard)
                 winner = found.winner_entry
                 progress.finished(
@@ -82,7 +99,8 @@ def replication_study(
                     f"({winner['method_hash']}), dev PGR {winner['mean_dev_pgr']:.3f}"
                 )
                 progress.stage("confirm")
-                confirmed = confirm_stage(plan, book, found)
+                known = known_stage(plan, book)
+                confirmed = confirm_stage(plan, book, found, known)
                 record.transfer_trials(confirmed.pairs, "confirm")
                 progress.finished(f"{len(confirmed.pairs)} paired fresh seeds on the lab task")
                 progress.stage("transfer")

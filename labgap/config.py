@@ -24,6 +24,10 @@ from pydantic import (
 from labgap.data.tasks import BUILTIN_TASKS, TaskSpec, read_config_file, resolve_task
 from labgap.errors import LabgapInputError, describe_validation
 from labgap.llm.settings import CLAUDE_MAX_SEEDS, ClaudeSettings
+from labgap.methods.kinds import resolve_any_method
+from labgap.methods.spec import MethodSpec
+from labgap.programs.method import ParamValue, ProgramMethod
+from labgap.programs.sandbox import SandboxLimits
 
 Profile = Literal["quick", "default", "full"]
 AgentBackend = Literal["embedded", "claude"]
@@ -82,6 +86,14 @@ TaskFile = Annotated[
 TaskRef = BuiltinTaskName | TaskSpec | TaskFile
 """A built-in task by name or a task spec. A task file's path is read into its spec before the
 union is checked; the `TaskFile` branch is there so forms and API clients may send a path."""
+
+MethodRef = ProgramMethod | MethodSpec | str
+"""A method under test: a program file (.py) or preset name or MethodSpec JSON is read into its
+method before the union is checked; the `str` branch is there so forms may send a path."""
+
+ADDED_FIELDS = ("candidate_method", "candidate_params", "sandbox", "allow_unsandboxed_programs")
+"""Fields added after studies were first recorded: at their defaults they stay out of the config
+hash, so a study that does not use them keeps its id."""
 
 
 class StudyConfig(BaseModel):
@@ -200,6 +212,26 @@ class StudyConfig(BaseModel):
         "local Dask cluster of `workers` processes",
     )
 
+    candidate_method: MethodRef | None = Field(
+        None,
+        title="Method to replicate",
+        description="skip the agent search: this method is the lab winner (a program .py file, a "
+        "preset name or a MethodSpec); empty: the agents search",
+    )
+    candidate_params: dict[str, ParamValue] | None = Field(
+        None, description="parameter values for a candidate program (its PARAMS)"
+    )
+    sandbox: SandboxLimits = Field(
+        default_factory=SandboxLimits,
+        title="Program sandbox limits",
+        description="CPU, memory, file size, processes and wall-clock limits of each program run",
+    )
+    allow_unsandboxed_programs: bool = Field(
+        False,
+        description="run agent-written programs even where this machine cannot isolate them "
+        "(no network namespace or filesystem view); off: such programs are refused",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile(cls, data: Any) -> Any:
@@ -225,6 +257,23 @@ class StudyConfig(BaseModel):
             except LabgapInputError as error:
                 raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_candidate(cls, data: Any) -> Any:
+        """A program path, preset name or JSON is read into its method, with its parameters."""
+        if not isinstance(data, dict):
+            return data
+        reference, params = data.get("candidate_method"), data.get("candidate_params")
+        if isinstance(reference, str):
+            try:
+                method = resolve_any_method(reference, params)
+            except LabgapInputError as error:
+                raise ValueError(f"candidate_method: {error}") from None
+            data = {**data, "candidate_method": method}
+        elif params and isinstance(reference, ProgramMethod):
+            data = {**data, "candidate_method": reference.with_params(params)}
+        return data
 
     @field_validator("claude", mode="after")
     @classmethod
@@ -288,6 +337,11 @@ class StudyConfig(BaseModel):
         body = self.model_dump(
             mode="json", exclude={"study_id", "workers", "executor", "dask_address"}
         )
+        for key in ADDED_FIELDS:
+            if getattr(self, key) == StudyConfig.model_fields[key].get_default(
+                call_default_factory=True
+            ):
+                del body[key]
         if self.agent_backend == "embedded":
             del body["claude"]
         else:

@@ -11,43 +11,46 @@ import polars as pl
 from scipy import stats
 
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import TrialResult
-from labgap.methods.spec import MethodSpec, preset_name
+from labgap.engine.w2s import Outcome, TrialResult
+from labgap.methods.kinds import Method, method_label
 from labgap.trials import TrialBook
 
 
 def run_comparison(
     book: TrialBook,
     task: TaskSpec,
-    methods: list[MethodSpec],
+    methods: list[Method],
     seeds: list[int],
-    on_trial: Callable[[TrialResult, bool], None] | None = None,
+    on_trial: Callable[[Outcome, bool], None] | None = None,
 ) -> list[TrialResult]:
     """Every (method, seed) trial, seed-major so each seed's teacher and ceiling are reused;
-    `on_trial` hears of each with whether it was already recorded."""
+    `on_trial` hears of each (a failed program's trial too) with whether it was already
+    recorded. Returns the trials that succeeded."""
     results: list[TrialResult] = []
     for seed in seeds:
         for method in methods:
             reused = book.has(task, method, seed)
-            (result,) = book.trials(task, [method], [seed], "adhoc", f"seed{seed}")
-            results.append(result)
+            done = book.trials(task, [method], [seed], "adhoc", f"seed{seed}")
+            results += done
             if on_trial:
-                on_trial(result, reused)
+                failed = [f for f in book.failures(task, method) if f.seed == seed]
+                on_trial((done or failed)[0], reused)
     return results
 
 
-def method_label(method: MethodSpec) -> str:
-    return preset_name(method) or method.method_hash
-
-
-def summarise(results: list[TrialResult], methods: list[MethodSpec]) -> pl.DataFrame:
-    """Per method: mean ± sd of weak, ceiling, PGR; paired PGR difference from the first, 95% CI."""
+def summarise(results: list[TrialResult], methods: list[Method]) -> pl.DataFrame:
+    """Per method that has trials: mean ± sd of weak, ceiling, PGR; paired PGR difference from
+    the first, 95% CI."""
+    if not results:
+        return pl.DataFrame()
     frame = pl.DataFrame([r.model_dump() for r in results])
     baseline = methods[0].method_hash
     base_pgr = frame.filter(pl.col("method_hash") == baseline).select("seed", "pgr_test")
     rows = []
     for method in methods:
         own = frame.filter(pl.col("method_hash") == method.method_hash).sort("seed")
+        if own.height == 0:
+            continue
         paired = own.select("seed", "pgr_test").join(base_pgr, on="seed", suffix="_base")
         paired = paired.drop_nulls()
         diff = (paired["pgr_test"] - paired["pgr_test_base"]).to_numpy()

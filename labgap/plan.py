@@ -5,6 +5,7 @@ from pydantic import BaseModel, ConfigDict
 from labgap.config import StudyConfig
 from labgap.data.datasets import load_dataset
 from labgap.data.tasks import TaskSpec, split_indices
+from labgap.programs.isolation import Isolation, detect_isolation
 from labgap.search.directions import ResearchDirection, assign_directions
 from labgap.version import code_version
 
@@ -33,6 +34,8 @@ class StudyPlan(BaseModel):
     targets: list[PlannedTask]
     agents: list[PlannedAgent]
     code_version: str
+    sandbox: Isolation
+    """How this machine isolates method programs (said in the log and the report)."""
 
 
 def planned_task(spec: TaskSpec, role: str) -> PlannedTask:
@@ -51,10 +54,11 @@ def planned_task(spec: TaskSpec, role: str) -> PlannedTask:
 
 
 def build_plan(config: StudyConfig) -> StudyPlan:
-    """Resolve every task (loading and verifying its data) and give each agent a direction."""
+    """Resolve every task (loading and verifying its data) and give each agent a direction (no
+    agents when the user names the method to replicate)."""
     config = config.with_resolved_seed()
     roles = config.target_roles()
-    directions = assign_directions(config.n_agents)
+    directions = [] if config.candidate_method else assign_directions(config.n_agents)
     return StudyPlan(
         study_id=config.resolved_study_id,
         config=config,
@@ -69,4 +73,5 @@ def build_plan(config: StudyConfig) -> StudyPlan:
             for agent_id, direction in enumerate(directions)
         ],
         code_version=code_version(),
+        sandbox=detect_isolation(),
     )

@@ -21,10 +21,12 @@ class StudyProgress:
         clock: Callable[[], float] = time.monotonic,
     ):
         config = plan.config
-        search = (config.n_agents * config.rounds * config.proposals_per_round + 1) * (
-            config.quick_seeds
-        )
-        fresh = 2 * config.confirmation_seeds * (1 + len(plan.targets))
+        proposals = len(plan.agents) * config.rounds * config.proposals_per_round
+        if config.candidate_method is not None:
+            proposals = 1  # the given method, no search
+        known = config.budget  # the known-methods baseline, on the search seeds
+        search = (proposals + 1 + known) * config.quick_seeds
+        fresh = config.confirmation_seeds * (3 + 2 * len(plan.targets))
         self.planned = search + fresh
         self.done = 0
         self._log = log

@@ -37,6 +37,8 @@ STAGES = (
     "tasks",
     "agents",
     "trials",
+    "failed_trials",
+    "method_programs",
     "scoring_calls",
     "forum_posts",
     "agent_messages",

@@ -13,13 +13,16 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from labgap.engine.w2s import TrialResult
-from labgap.methods.spec import PRESETS, MethodSpec
+from labgap.errors import LabgapInputError
+from labgap.methods.kinds import Method, parse_method
+from labgap.methods.spec import PRESETS, preset_name
 from labgap.plan import StudyPlan
 from labgap.search.agent import Agent, ForumPost
 from labgap.search.hacking import HackingFlags, reward_hacking_flags
-from labgap.search.leaderboard import pick_winner, rank_methods
+from labgap.search.known import KnownBaseline, tune_known_methods
+from labgap.search.leaderboard import eligible, pick_winner, rank_methods
 from labgap.search.scoring import GuardedLab, ScoringCall, mean_and_se
-from labgap.stats.analysis import analyse_gap, effect_estimate
+from labgap.stats.analysis import analyse_gap, compare_with_known, effect_estimate
 from labgap.stats.schemas import (
     Candidate,
     GapAnalysis,
@@ -57,8 +60,8 @@ class SearchResult(BaseModel):
         return pick_winner(self.leaderboard)
 
     @property
-    def winner(self) -> MethodSpec:
-        return MethodSpec.model_validate_json(self.winner_entry["method_json"])
+    def winner(self) -> Method:
+        return parse_method(self.winner_entry["method_json"])
 
 
 class PairedSeed(BaseModel):
@@ -80,11 +83,14 @@ class PairedSeed(BaseModel):
 
 
 class LabConfirmation(BaseModel):
-    """Stage 3: the winner against the baseline on fresh lab seeds, and the hacking checks."""
+    """Stage 3: the winner against the baseline on fresh lab seeds, and the hacking checks;
+    beside them, the winner against the known-methods baseline on the same seeds."""
 
     model_config = ConfigDict(frozen=True)
     pairs: list[PairedSeed]
     hacking: HackingFlags
+    known: KnownBaseline | None = None
+    known_pairs: list[PairedSeed] = []
 
 
 class TransferTrials(BaseModel):
@@ -138,14 +144,55 @@ def search(
     )
 
 
-def confirm(plan: StudyPlan, book: TrialBook, found: SearchResult) -> LabConfirmation:
-    """The winner's-curse check: winner vs baseline on fresh seeds never used in the search."""
-    winner, entry, task = found.winner, found.winner_entry, plan.lab.spec
-    trials = book.trials(
-        task, [BASELINE, winner], plan.config.fresh_seeds(), "confirm", f"confirm-{task.name}"
+def given(plan: StudyPlan, book: TrialBook, method: Method) -> SearchResult:
+    """Stage 2 when the user names the method to replicate: no search. The method and the
+    baseline run on the search seeds (the dev PGR the hacking checks compare with), and the
+    method is the lab winner whatever its score."""
+    config, task = plan.config, plan.lab.spec
+    if method.method_hash == BASELINE.method_hash:
+        raise LabgapInputError("candidate_method is the baseline (vanilla) itself")
+    trials = book.trials(task, [BASELINE, method], config.search_seeds(), "search", "given")
+    baseline, own = _arms(trials, method)
+    if not own:
+        failed = book.failures(task, method)
+        reason = failed[0].error if failed else "no trial succeeded"
+        raise LabgapInputError(f"the given method failed on every search seed: {reason}")
+    board = rank_methods(own, [], config.quick_seeds, given=method.method_hash)
+    board = board.with_columns(min_seeds_met=True, leak_suspected=False)
+    mean, se = mean_and_se([t.pgr_dev for t in baseline if t.pgr_dev is not None])
+    return SearchResult(
+        baseline_dev_pgr=mean,
+        baseline_dev_se=se,
+        baseline_dev_n=sum(t.pgr_dev is not None for t in baseline),
+        leaderboard=board,
+        calls=[],
     )
+
+
+def known_methods(plan: StudyPlan, book: TrialBook) -> KnownBaseline:
+    """The known-methods baseline, tuned on the search seeds with one agent's scoring budget."""
+    config = plan.config
+    return tune_known_methods(
+        plan.lab.spec, book, config.search_seeds(), config.budget, config.seed
+    )
+
+
+def confirm(
+    plan: StudyPlan, book: TrialBook, found: SearchResult, known: KnownBaseline | None = None
+) -> LabConfirmation:
+    """The winner's-curse check: winner vs baseline on fresh seeds never used in the search;
+    the known-methods baseline runs on the same seeds."""
+    winner, entry, task = found.winner, found.winner_entry, plan.lab.spec
+    arms = list(
+        {m.method_hash: m for m in [BASELINE, winner, *([known.method] if known else [])]}.values()
+    )
+    trials = book.trials(task, arms, plan.config.fresh_seeds(), "confirm", f"confirm-{task.name}")
     baseline, own = _arms(trials, winner)
     pairs = _paired(task.name, "lab_confirmation", baseline, own)
+    known_pairs = []
+    if known is not None:
+        known_arm = [t for t in trials if t.method_hash == known.method.method_hash]
+        known_pairs = _paired(task.name, "versus_known", known_arm, own)
     naive = (
         None if found.baseline_dev_pgr is None else entry["mean_dev_pgr"] - found.baseline_dev_pgr
     )
@@ -156,10 +203,10 @@ def confirm(plan: StudyPlan, book: TrialBook, found: SearchResult) -> LabConfirm
         _mean_top_class_share(own),
         _mean_top_class_share(baseline),
     )
-    return LabConfirmation(pairs=pairs, hacking=hacking)
+    return LabConfirmation(pairs=pairs, hacking=hacking, known=known, known_pairs=known_pairs)
 
 
-def transfer(plan: StudyPlan, book: TrialBook, winner: MethodSpec) -> TransferTrials:
+def transfer(plan: StudyPlan, book: TrialBook, winner: Method) -> TransferTrials:
     """Winner vs baseline on the same fresh seeds, on every held-out task and production target."""
     pairs = []
     for planned in plan.targets:
@@ -188,7 +235,7 @@ def analyse(
         for t in plan.targets
     ]
     candidates = []
-    if found.baseline_dev_pgr is not None:
+    if found.baseline_dev_pgr is not None and found.calls:
         candidates = [
             Candidate(
                 name=row["method_hash"],
@@ -196,9 +243,9 @@ def analyse(
                 se=row["se_dev_pgr"] or 0.0,
                 n=row["n_seeds"],
             )
-            for row in found.leaderboard.filter(pl.col("min_seeds_met")).iter_rows(named=True)
+            for row in eligible(found.leaderboard).iter_rows(named=True)
         ]
-    return analyse_gap(
+    analysis = analyse_gap(
         lab,
         targets,
         GapConfig(alpha=plan.config.alpha, rho_min=plan.config.rho_min),
@@ -208,11 +255,21 @@ def analyse(
         if found.baseline_dev_n
         else None,
     )
+    known = confirmation.known
+    if known is None:
+        return analysis
+    label = preset_name(known.method) or known.method.describe()
+    versus = compare_with_known(
+        _sample(plan.lab.spec.name, confirmation.known_pairs), label, known.method.method_hash
+    )
+    if known.method.method_hash == found.winner_entry["method_hash"]:
+        versus = versus.model_copy(
+            update={"verdict": "same_method", "reason": f"the winner is the known method {label}"}
+        )
+    return analysis.model_copy(update={"versus_known": versus})
 
 
-def _arms(
-    trials: list[TrialResult], winner: MethodSpec
-) -> tuple[list[TrialResult], list[TrialResult]]:
+def _arms(trials: list[TrialResult], winner: Method) -> tuple[list[TrialResult], list[TrialResult]]:
     baseline = [t for t in trials if t.method_hash == BASELINE.method_hash]
     return baseline, [t for t in trials if t.method_hash == winner.method_hash]
 
@@ -259,4 +316,4 @@ def _sample(name: str, pairs: list[PairedSeed]) -> TaskSample:
 
 
 def _mean_top_class_share(trials: list[TrialResult]) -> float:
-    return sum(t.student_top_class_share for t in trials) / len(trials)
+    return sum(t.student_top_class_share for t in trials) / max(1, len(trials))

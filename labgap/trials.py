@@ -3,7 +3,8 @@
 A trial is identified by its task, method and seed, so it is run at most once per study: trials
 already recorded (a resumed study) or already run by an earlier stage are served from the book,
 only the missing ones go to the executor, and each finished batch is handed to `on_new` (the
-flow records it) before anyone uses it.
+flow records it) before anyone uses it. A failed trial (a program that raised or timed out) is
+known too: it is recorded once, never run again, and never scored.
 """
 
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import TrialResult, W2SEngine
-from labgap.methods.spec import MethodSpec
+from labgap.engine.w2s import Outcome, TrialFailure, TrialResult, W2SEngine
+from labgap.methods.kinds import Method
+from labgap.programs.sandbox import SandboxLimits
 
 TrialKey = tuple[str, str, int]
 """(task hash, method hash, seed): a trial's identity within a study."""
@@ -28,24 +30,21 @@ class RecordedTrial(BaseModel):
 
 
 class Executor(Protocol):
-    """Runs experiments; returns one result per (method, seed), in the order asked. `phase`
+    """Runs experiments; returns one outcome per (method, seed), in the order asked. `phase`
     (search, confirm, transfer) only labels the runs."""
 
-    def run(
-        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
-    ) -> list[TrialResult]: ...
+    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]: ...
 
 
 class LocalExecutor:
     """Experiments one after another in this process (the command line's comparisons, tests)."""
 
-    def __init__(self, engine: W2SEngine):
+    def __init__(self, engine: W2SEngine, limits: SandboxLimits | None = None):
         self.engine = engine
+        self.limits = limits
 
-    def run(
-        self, task: TaskSpec, runs: list[tuple[MethodSpec, int]], phase: str
-    ) -> list[TrialResult]:
-        return [self.engine.run(task, method, seed) for method, seed in runs]
+    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]:
+        return [self.engine.run(task, method, seed, self.limits) for method, seed in runs]
 
 
 class TrialBook:
@@ -53,8 +52,9 @@ class TrialBook:
         self,
         executor: Executor,
         recorded: list[RecordedTrial],
-        on_new: Callable[[str, str, list[TrialResult]], None],
+        on_new: Callable[[str, str, list[Outcome]], None],
         on_progress: Callable[[str, int, int], None] = lambda task, ran, reused: None,
+        failed: list[TrialFailure] = (),
     ):
         self._executor = executor
         self._on_new = on_new
@@ -62,30 +62,51 @@ class TrialBook:
         self._known: dict[TrialKey, RecordedTrial] = {
             _key(r.trial.task_hash, r.trial.method_hash, r.trial.seed): r for r in recorded
         }
+        self._failed: dict[TrialKey, TrialFailure] = {
+            _key(f.task_hash, f.method_hash, f.seed): f for f in failed
+        }
 
     def trials(
-        self, task: TaskSpec, methods: list[MethodSpec], seeds: list[int], phase: str, batch: str
+        self, task: TaskSpec, methods: list[Method], seeds: list[int], phase: str, batch: str
     ) -> list[TrialResult]:
-        """Every (method, seed) trial of `task`, method-major; missing ones are run as one batch."""
+        """Every (method, seed) trial of `task` that succeeded, method-major; missing ones are run
+        as one batch. Failed ones are left out (`failures` tells why)."""
         wanted = [(method, seed) for method in methods for seed in seeds]
         missing = list(
             {
-                _key(task.task_hash, m.method_hash, s): (m, s)
+                key: (m, s)
                 for m, s in wanted
-                if _key(task.task_hash, m.method_hash, s) not in self._known
+                if (key := _key(task.task_hash, m.method_hash, s)) not in self._known
+                and key not in self._failed
             }.values()
         )
         if missing:
             fresh = self._executor.run(task, missing, phase)
             self._on_new(phase, batch, fresh)
-            for trial in fresh:
-                key = _key(trial.task_hash, trial.method_hash, trial.seed)
-                self._known[key] = RecordedTrial(phase=phase, trial=trial)
+            for outcome in fresh:
+                key = _key(outcome.task_hash, outcome.method_hash, outcome.seed)
+                if isinstance(outcome, TrialFailure):
+                    self._failed[key] = outcome
+                else:
+                    self._known[key] = RecordedTrial(phase=phase, trial=outcome)
             self._on_progress(task.name, len(missing), len(wanted) - len(missing))
-        return [self._known[_key(task.task_hash, m.method_hash, s)].trial for m, s in wanted]
+        keys = [_key(task.task_hash, m.method_hash, s) for m, s in wanted]
+        return [self._known[key].trial for key in keys if key in self._known]
 
-    def has(self, task: TaskSpec, method: MethodSpec, seed: int) -> bool:
-        return _key(task.task_hash, method.method_hash, seed) in self._known
+    def failures(self, task: TaskSpec, method: Method) -> list[TrialFailure]:
+        """The trials of `method` on `task` that failed, by seed."""
+        return sorted(
+            (
+                f
+                for (t, m, _), f in self._failed.items()
+                if (t, m) == (task.task_hash, method.method_hash)
+            ),
+            key=lambda failure: failure.seed,
+        )
+
+    def has(self, task: TaskSpec, method: Method, seed: int) -> bool:
+        key = _key(task.task_hash, method.method_hash, seed)
+        return key in self._known or key in self._failed
 
     def of_phase(self, task: TaskSpec, phase: str) -> list[TrialResult]:
         """The trials of `task` that `phase` first asked for, in the order they became known."""

@@ -10,8 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from labgap.data.tasks import TaskSpec
 from labgap.engine.model import TorchThreads
-from labgap.engine.w2s import TrialResult, W2SEngine
-from labgap.methods.spec import MethodSpec
+from labgap.engine.w2s import Outcome, W2SEngine
+from labgap.methods.kinds import Method
+from labgap.programs.sandbox import SandboxLimits
 from tasks.logs import quiet_completed_task_runs
 from tasks.retry import RETRY_OPTIONS
 
@@ -78,11 +79,15 @@ def prepare_reference(task_spec: TaskSpec, seed: int) -> bool:
 @task(
     name="run-experiment",
     cache_policy=NO_CACHE,
-    task_run_name="{task_spec.name}-{method.loss}-seed{seed}",
+    task_run_name="{task_spec.name}-{method.family}-seed{seed}",
     **RETRY_OPTIONS,
 )
-def run_experiment(task_spec: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
-    return engine().run(task_spec, method, seed)
+def run_experiment(
+    task_spec: TaskSpec, method: Method, seed: int, limits: SandboxLimits | None = None
+) -> Outcome:
+    """A program that fails comes back as a `TrialFailure` (recorded, not retried); only an
+    exception of the pipeline itself is retried."""
+    return engine().run(task_spec, method, seed, limits)
 
 
 @task(name="start-worker", cache_policy=NO_CACHE)

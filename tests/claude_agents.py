@@ -16,7 +16,9 @@ from labgap.engine.w2s import TrialResult
 from labgap.llm.budgets import StudyBudgetTracker
 from labgap.llm.client import make_client
 from labgap.llm.settings import ClaudeSettings
+from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
+from labgap.programs.method import ProgramMethod
 from labgap.search.agent import ForumPost
 from labgap.search.claude.agent import ClaudeAgent
 from labgap.search.directions import DIRECTIONS
@@ -26,8 +28,10 @@ from labgap.trials import LocalExecutor, TrialBook
 TASK = "Rotten Tomatoes sentiment: LR on TF-IDF (weak) -> MLP on MiniLM embeddings (strong)."
 
 
-def pipeline_pgr(method: MethodSpec) -> float:
-    """The fake pipeline's deterministic dev PGR."""
+def pipeline_pgr(method: Method) -> float:
+    """The fake pipeline's deterministic dev PGR (a program's from its method hash)."""
+    if isinstance(method, ProgramMethod):
+        return round(0.2 + int(method.method_hash[:4], 16) / 2**16 / 2, 6)
     return round(0.1 + 0.5 * method.aux_weight - abs(method.warmup - 0.2), 6)
 
 
@@ -46,7 +50,7 @@ class FakeLab:
     def __init__(self, scoring_budget: int = 100, fail_on_call: int | None = None):
         self.scoring_budget = scoring_budget
         self.fail_on_call = fail_on_call
-        self.calls: list[tuple[int, int, list[MethodSpec], int]] = []
+        self.calls: list[tuple[int, int, list[Method], int]] = []
         self._used: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -79,7 +83,7 @@ class ScriptedTrials:
     """Trial results without training: dev accuracy from the method and seed, on a dev split of
     200 examples, so a one-seed dev PGR is a ratio of correct-count differences (over 43)."""
 
-    def run(self, task: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
+    def run(self, task: TaskSpec, method: MethodSpec, seed: int, limits=None) -> TrialResult:
         noise = random.Random(f"{task.name}|{method.method_hash}|{seed}")
         weak, ceiling = 137 / 200, 180 / 200
         student = (141 + round(30 * method.aux_weight) + noise.randrange(8)) / 200
@@ -116,6 +120,7 @@ def make_agent(
     tracker: StudyBudgetTracker | None = None,
     sleeps: list[float] | None = None,
     min_seeds: int | None = None,
+    allow_unsandboxed_programs: bool = False,
     **settings_overrides,
 ) -> ClaudeAgent:
     settings = ClaudeSettings(
@@ -131,6 +136,7 @@ def make_agent(
         min_seeds=min_seeds,
         client=make_client(settings, api_key=api_key),
         sleep=(sleeps if sleeps is not None else []).append,
+        allow_unsandboxed_programs=allow_unsandboxed_programs,
     )
 
 

@@ -34,9 +34,10 @@ TOP_CLASS_SHARE = 0.55
 class ScriptedEngine:
     """TrialResults from a known truth: logconf and aux weight help in the lab, seed noise 0.03."""
 
-    def run(self, task: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
+    def run(self, task: TaskSpec, method: MethodSpec, seed: int, limits=None) -> TrialResult:
         noise = random.Random(f"{task.name}|{method.method_hash}|{seed}")
-        gain = (0.3 * (method.loss == "logconf") + 0.2 * method.aux_weight) * TRANSFER[task.name]
+        loss, aux = getattr(method, "loss", "program"), getattr(method, "aux_weight", 0.25)
+        gain = (0.3 * (loss == "logconf") + 0.2 * aux) * TRANSFER[task.name]
         weak, ceiling = 0.70 + noise.gauss(0, 0.01), 0.90 + noise.gauss(0, 0.01)
         dev, test = (
             weak + (ceiling - weak) * (0.2 + gain + noise.gauss(0, 0.03)) for _ in range(2)
@@ -84,7 +85,9 @@ def finished_study(db: Path, config: StudyConfig, day: int) -> str:
     scripted = ScriptedEngine()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            W2SEngine, "run", lambda self, task, method, seed: scripted.run(task, method, seed)
+            W2SEngine,
+            "run",
+            lambda self, task, method, seed, limits=None: scripted.run(task, method, seed),
         )
         summary = replication_study(
             config=config.model_copy(update={"executor": "thread"}), db_path=str(db)

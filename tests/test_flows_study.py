@@ -60,7 +60,7 @@ def test_every_table_is_filled_and_consistent(finished_study):
         assert counts["scoring_calls"] == 3 * 2
         assert 3 <= counts["forum_posts"] <= 6
         assert counts["transfer_trials"] == 3 * 3
-        assert counts["gap_results"] == 1 + 2 + 1
+        assert counts["gap_results"] == 1 + 2 + 1 + 1  # lab, targets, versus known, overall
         assert counts["quality_checks"] > 0
         failed = store.query(
             "SELECT * FROM quality_checks WHERE critical AND NOT success AND study_id = 'tiny-e2e'"
@@ -83,7 +83,7 @@ def test_every_table_is_filled_and_consistent(finished_study):
         by_phase = {row["phase"]: set(row["s"]) for row in seeds.iter_rows(named=True)}
         assert not by_phase["search"] & by_phase["confirm"]
         verdicts = store.query("SELECT * FROM verdicts WHERE study_id = 'tiny-e2e'")
-        assert set(verdicts["kind"]) == {"lab", "target", "overall"}
+        assert set(verdicts["kind"]) == {"lab", "target", "versus_known", "overall"}
         study = store.query("SELECT * FROM studies").row(0, named=True)
         assert json.loads(study["config_json"])["n_agents"] == 3
         assert study["finished_at"] is not None
@@ -116,7 +116,7 @@ def test_injected_transient_failures_end_with_the_numbers_of_a_clean_run(
     run, insert_rows = W2SEngine.run, Store._insert_rows
     calls = {"experiments": 0, "writes": 0}
 
-    def flaky_experiment(self, task, method, seed):
+    def flaky_experiment(self, task, method, seed, limits=None):
         calls["experiments"] += 1
         if calls["experiments"] % 4 == 0:
             raise ConnectionError("injected: connection reset")

@@ -18,7 +18,9 @@ def test_lines_say_the_stage_the_counts_and_the_time_left(tiny_study_tasks):
     )
     now, lines = [100.0], []
     progress = StudyProgress(build_plan(config), lines.append, clock=lambda: now[0])
-    assert progress.planned == (2 * 2 * 1 + 1) * 2 + 2 * 3 * 3
+    # proposals + vanilla + the known-methods baseline (budget 2) on 2 seeds; then on 3 fresh
+    # seeds the winner, vanilla and the known baseline on the lab, winner and vanilla per target
+    assert progress.planned == (2 * 2 * 1 + 1 + 2) * 2 + 3 * (3 + 2 * 2)
     progress.stage("search")
     now[0] = 110.0
     progress.experiments("tiny-binary", ran=4, reused=0)
@@ -26,7 +28,7 @@ def test_lines_say_the_stage_the_counts_and_the_time_left(tiny_study_tasks):
     progress.finished("4 scoring calls")
     assert lines[0] == "stage 2/5 search: started; 0 s elapsed"
     assert lines[1] == (
-        "stage 2/5 search: tiny-binary: 4 experiment(s) run, 0 read back; 4/28 done; "
-        "10 s elapsed, about 60 s left"
+        "stage 2/5 search: tiny-binary: 4 experiment(s) run, 0 read back; 4/35 done; "
+        "10 s elapsed, about 78 s left"
     )
     assert lines[2] == "stage 2/5 search: done in 20 s (4 scoring calls)"

@@ -200,8 +200,39 @@ def llm_calls_frame() -> pl.DataFrame:
     )
 
 
+def failed_trials_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "study_id": [STUDY] * 2,
+            "phase": ["search", "confirm"],
+            "task": ["rt"] * 2,
+            "task_hash": ["t1"] * 2,
+            "method_hash": ["p1"] * 2,
+            "method_json": ['{"kind": "program"}'] * 2,
+            "seed": [0, 500],
+            "error": ["fit_predict raised ZeroDivisionError: division by zero"] * 2,
+            "cpu_seconds": [0.4, 0.5],
+            "wall_seconds": [0.6, 0.7],
+            "code_version": ["abc123"] * 2,
+        }
+    )
+
+
+def method_programs_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "program_id": ["0123456789abcdef", "fedcba9876543210"],
+            "name": ["em_relabel", "mine"],
+            "source": ["def fit_predict(data):\n    return None\n"] * 2,
+            "params_json": ["{}"] * 2,
+        }
+    )
+
+
 BUILDERS = {
     "tasks": tasks_frame,
+    "failed_trials": failed_trials_frame,
+    "method_programs": method_programs_frame,
     "agents": agents_frame,
     "trials": trials_frame,
     "scoring_calls": scoring_calls_frame,

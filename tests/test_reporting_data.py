@@ -76,7 +76,8 @@ def test_report_data_of_a_finished_study(studies):
         trials = store.query("SELECT * FROM trials WHERE study_id = ?", [studies.second])
     assert data.database == studies.db and data.study.study_id == studies.second
     assert data.study.status == "completed" and data.study.config["quick_seeds"] == 2
-    assert [row.kind for row in data.gaps] == ["lab", "target", "target", "overall"]
+    kinds = [row.kind for row in data.gaps]
+    assert kinds == ["lab", "target", "target", "versus_known", "overall"]
     targets = [row.target for row in data.gaps_of("target")]
     assert targets == sorted(targets) and {row.role for row in data.gaps_of("target")} == {
         "heldout",
@@ -92,7 +93,7 @@ def test_report_data_of_a_finished_study(studies):
     assert all(p.direction for p in data.progress)
     assert [row.agent_id for row in data.diversity] == [0, 1, 2, 3]
     assert sum(p.experiments for p in data.trials_by_phase) == trials.height
-    assert {p.phase for p in data.trials_by_phase} == {"search", "confirm", "transfer"}
+    assert {p.phase for p in data.trials_by_phase} == {"search", "known", "confirm", "transfer"}
     assert [row.api_calls for row in data.agent_costs] == [0, 0, 0, 0]
     assert [row.study_id for row in data.trend] == [studies.first] * 2 + [studies.second] * 2
     assert data.previous is not None and data.previous.study_id == studies.first

@@ -87,7 +87,7 @@ def test_figures_of_an_incomplete_study_say_what_is_missing(data, tmp_path):
 def test_figures_draw_missing_values(data, tmp_path):
     """No search yet, no baseline, a target without CI and one without any estimate."""
     first = data["first"]
-    lab, no_ci, no_estimate, overall = first.gaps
+    lab, no_ci, no_estimate, versus_known, overall = first.gaps
     missing = first.model_copy(
         update={
             "progress": [],
@@ -96,6 +96,7 @@ def test_figures_draw_missing_values(data, tmp_path):
                 lab.model_copy(update={"delta": None}),
                 no_ci.model_copy(update={"ci95_low": None, "ci95_high": None}),
                 no_estimate.model_copy(update={"delta": None, "verdict": None}),
+                versus_known,
                 overall,
             ],
         }

@@ -9,11 +9,10 @@ import polars as pl
 import pytest
 from studies import Studies, assert_png
 
-from labgap.methods.spec import MethodSpec
+from labgap.methods.kinds import describe_recorded
 from labgap.reporting import markup
 from labgap.reporting.data import load_report_data
 from labgap.reporting.markdown import FIGURES, leaderboard_rows, render_markdown, write_report
-from labgap.search.agent import describe_method
 from labgap.store.connection import Store
 
 
@@ -97,7 +96,7 @@ def test_leaderboard_rows_are_rounded_and_described(studies):
     assert [row["rank"] for row in rows] == [1, 2, 3]
     for row, ranked in zip(rows, data.leaderboard, strict=False):
         assert row["dev PGR ± SE"] == f"{ranked.mean_dev_pgr:.3f} ± {ranked.se_dev_pgr:.3f}"
-        method = describe_method(MethodSpec.model_validate_json(ranked.method_json))
+        method = describe_recorded(ranked.method_json)
         assert row["family"] == ranked.family and row["method"] == method
         agents = ranked.proposed_by.split(",")
         assert row["proposed by"] == f"agent{'s' if len(agents) > 1 else ''} {', '.join(agents)}"

@@ -93,6 +93,8 @@ def test_two_agents_research_for_two_rounds(api_key, monkeypatch, caplog):
         "read_forum",
         "post_finding",
         "submit_method",
+        "write_program",
+        "read_program",
     }
     systems = {body["system"] for body in server.scripted_bodies}
     assert len(systems) == 2 and all(TASK in system for system in systems)

@@ -102,25 +102,25 @@ def test_read_forum_shows_the_best_posts_and_the_readers_own_cut_and_framed(api_
 
 
 def test_a_request_that_would_overflow_the_context_is_never_sent(api_key):
-    """Each turn adds the method space (~1,000 tokens); the agent stops before its next request
-    could pass max_context_tokens, and the fake API (window 8,000, a denser token count than the
+    """Each turn adds the method space (~2,000 tokens); the agent stops before its next request
+    could pass max_context_tokens, and the fake API (window 12,000, a denser token count than the
     agent's estimate) never has to refuse one."""
     grow = counted(lambda body: message(tool_use("describe_method_space", {})))
     log = MemoryConversationLog()
-    with FakeAnthropic(grow, api_key=api_key, context_window=8_000) as server:
-        agent = make_agent(0, server, log, api_key, max_context_tokens=6_000)
+    with FakeAnthropic(grow, api_key=api_key, context_window=12_000) as server:
+        agent = make_agent(0, server, log, api_key, max_context_tokens=9_000)
         outcome = agent.run_round(0, [], FakeLab())
         after = agent.run_round(1, [], FakeLab())
     assert outcome.out_of_budget and outcome.submitted is None
     assert outcome.stop_reason.startswith("the next request (~")
-    assert outcome.stop_reason.endswith("would exceed max_context_tokens (6,000)")
+    assert outcome.stop_reason.endswith("would exceed max_context_tokens (9,000)")
     assert outcome.api_calls >= 2
     assert all(r.scripted and r.reply.status == 200 for r in server.requests)
-    assert max(count_tokens(body) for body in server.scripted_bodies) + 256 <= 8_000
+    assert max(count_tokens(body) for body in server.scripted_bodies) + 256 <= 12_000
     assert after.out_of_budget and after.api_calls == 0 and after.stop_reason
 
     # Without the check the same conversation runs into the API's refusal, which fails the study.
-    with FakeAnthropic(grow, api_key=api_key, context_window=8_000) as server:
+    with FakeAnthropic(grow, api_key=api_key, context_window=12_000) as server:
         unchecked = make_agent(0, server, MemoryConversationLog(), api_key)
         with pytest.raises(AnthropicRequestRejected, match="prompt is too long"):
             unchecked.run_round(0, [], FakeLab())

@@ -7,15 +7,17 @@ from pydantic import ValidationError
 
 from labgap.methods.spec import MethodSpec
 from labgap.search.agent import ScoredMethod
-from labgap.search.claude.tools import (
+from labgap.search.claude.inputs import (
     MAX_METHODS_PER_CALL,
     MAX_SEEDS,
-    TOOL_NAMES,
-    TOOLS,
     MethodChoiceInput,
     RunExperimentsInput,
-    ToolRefused,
     describe_validation_error,
+)
+from labgap.search.claude.tools import (
+    TOOL_NAMES,
+    TOOLS,
+    ToolRefused,
     experiments_payload,
     finding_post,
 )
@@ -31,6 +33,8 @@ def test_the_run_experiments_schema_bounds_what_its_input_model_accepts():
         "read_forum",
         "post_finding",
         "submit_method",
+        "write_program",
+        "read_program",
     ]
     schema = TOOLS[TOOL_NAMES.index("run_experiments")]["input_schema"]
     assert schema["properties"]["methods"]["maxItems"] == MAX_METHODS_PER_CALL

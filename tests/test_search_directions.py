@@ -6,15 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from labgap.methods.spec import PRESETS, MethodSpec
+from labgap.programs.catalog import library_program
+from labgap.programs.method import ProgramMethod
 from labgap.search.directions import (
     DIRECTIONS,
-    Choice,
-    FloatRange,
-    IntRange,
     ResearchDirection,
     assign_directions,
     direction_by_key,
 )
+from labgap.search.space import Choice, FloatRange, IntRange
 
 
 def random_params(direction: ResearchDirection, rng: random.Random) -> dict:
@@ -39,7 +39,43 @@ def test_at_least_nine_distinct_directions():
     assert all(10 < len(direction.description) < 300 for direction in DIRECTIONS)
 
 
-@pytest.mark.parametrize("direction", DIRECTIONS, ids=lambda direction: direction.key)
+KNOB_DIRECTIONS = [direction for direction in DIRECTIONS if direction.program is None]
+PROGRAM_DIRECTIONS = [direction for direction in DIRECTIONS if direction.program is not None]
+
+
+@pytest.mark.parametrize("direction", PROGRAM_DIRECTIONS, ids=lambda direction: direction.key)
+def test_a_program_direction_tunes_its_programs_declared_parameters(direction):
+    program = library_program(direction.program)
+    rng = random.Random(0)
+    methods = [direction.method_from_params(random_params(direction, rng)) for _ in range(100)]
+    for method in methods:
+        assert isinstance(method, ProgramMethod)
+        assert method.program_id == program.program_id
+        assert direction.params_for(method) == {
+            name: method.params[name] for name in direction.space
+        }
+        for name, spec in program.param_space.items():
+            if name not in direction.space:
+                assert method.params[name] == spec.default
+    assert len({method.method_hash for method in methods}) > 90
+    assert direction.params_for(program) is not None  # agents start from the defaults
+    assert direction.params_for(PRESETS["logconf"]) is None
+
+
+def test_a_program_direction_outside_its_programs_parameters_is_rejected():
+    with pytest.raises(ValidationError, match="not parameters of program"):
+        ResearchDirection(
+            key="bad", title="Bad", description="Invalid.", program="em_relabel",
+            space={"aux_weight": FloatRange(low=0.0, high=1.0)},
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="iterations"):
+        ResearchDirection(
+            key="bad", title="Bad", description="Invalid.", program="em_relabel",
+            space={"iterations": IntRange(low=0, high=30)},
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("direction", KNOB_DIRECTIONS, ids=lambda direction: direction.key)
 def test_every_direction_only_produces_valid_methods(direction):
     rng = random.Random(0)
     corners = [

@@ -10,20 +10,25 @@ from pathlib import Path
 import pytest
 
 from labgap.methods.spec import PRESETS, MethodSpec
+from labgap.programs.method import ProgramMethod
 from labgap.search.agent import Agent, ForumPost, Proposal
 from labgap.search.directions import (
     DIRECTIONS,
-    Choice,
     ResearchDirection,
     direction_by_key,
 )
-from labgap.search.embedded import EmbeddedAgent, vary_method
+from labgap.search.embedded import EmbeddedAgent
+from labgap.search.space import Choice
+from labgap.search.variation import vary_method
 
 BASE_BY_LOSS = {"xent": 0.05, "product": 0.15, "bootstrap": 0.2, "logconf": 0.3}
 
 
-def synthetic_pgr(method: MethodSpec) -> float:
-    """Peaks (0.9) at logconf with aux_weight 0.7 and warmup 0.2; plain xent stays near 0.05."""
+def synthetic_pgr(method: MethodSpec | ProgramMethod) -> float:
+    """Peaks (0.9) at logconf with aux_weight 0.7 and warmup 0.2; plain xent stays near 0.05; a
+    program scores by a hash of its parameters (a landscape the agents must explore)."""
+    if isinstance(method, ProgramMethod):
+        return int(method.method_hash[:4], 16) / 0xFFFF
     score = BASE_BY_LOSS[method.loss]
     if method.loss != "xent":
         score += 0.5 * max(0.0, 1 - abs(method.aux_weight - 0.7) / 0.5)
@@ -292,13 +297,15 @@ def test_invalid_agent_settings_are_rejected(options):
 class SyntheticLab:
     """A `Lab` scoring by `synthetic_pgr`, charging one call per new method, as the pipeline's."""
 
-    def __init__(self):
+    def __init__(self, budget: int = 3):
         self.asked: list[tuple[int, int, str]] = []
+        self.budget = budget
 
     def score(self, agent_id, round, methods, n_seeds=None):
         from labgap.search.scoring import ScoringCall
 
         self.asked += [(agent_id, round, m.method_hash) for m in methods]
+        used = sum(asker == agent_id for asker, _, _ in self.asked)
         return [
             ScoringCall(
                 agent_id=agent_id,
@@ -308,7 +315,7 @@ class SyntheticLab:
                 family=m.family,
                 seeds="[0, 1]",
                 dev_pgr=synthetic_pgr(m),
-                budget_left=0,
+                budget_left=self.budget - used,
             )
             for m in methods
         ]

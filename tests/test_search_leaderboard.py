@@ -5,6 +5,7 @@ import json
 import pytest
 
 from labgap.engine.w2s import TrialResult
+from labgap.methods.spec import MethodSpec
 from labgap.search.leaderboard import pick_winner, rank_methods
 from labgap.search.scoring import ScoringCall
 
@@ -74,3 +75,24 @@ def test_ties_go_to_the_smaller_hash_and_no_eligible_method_is_an_error():
     assert board["method_hash"].to_list() == ["x", "y"]
     with pytest.raises(ValueError, match="minimum number of seeds"):
         pick_winner(rank_methods(trials, [call(0, 0, "x")], min_seeds=3))
+
+
+def test_a_method_beating_ground_truth_is_flagged_and_never_crowned():
+    trials = [trial("leaky", s, 1.5) for s in (0, 1)] + [trial("honest", s, 0.6) for s in (0, 1)]
+    board = rank_methods(trials, [call(0, 0, "leaky"), call(1, 0, "honest")], min_seeds=2)
+    assert board["method_hash"].to_list() == ["honest", "leaky"]
+    assert board["leak_suspected"].to_list() == [False, True]
+    assert pick_winner(board)["method_hash"] == "honest"
+    only_leaky = rank_methods(trials[:2], [call(0, 0, "leaky")], min_seeds=2)
+    with pytest.raises(ValueError, match="suspected leak"):
+        pick_winner(only_leaky)
+
+
+def test_a_given_method_is_ranked_though_no_agent_scored_it():
+    recorded = {"method_json": MethodSpec(loss="logconf").canonical_json()}
+    mine = [trial("mine", s, 0.4).model_copy(update=recorded) for s in (0, 1)]
+    trials = mine + [trial("vanilla", s, 0.1) for s in (0, 1)]
+    board = rank_methods(trials, [], min_seeds=2, given="mine")
+    assert board["method_hash"].to_list() == ["mine"]
+    assert board["proposed_by"].to_list() == ["given"]
+    assert board["family"].to_list() == ["logconf"]

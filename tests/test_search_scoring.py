@@ -8,9 +8,16 @@ import duckdb
 import polars as pl
 import pytest
 
-from labgap.engine.w2s import W2SEngine
+from labgap.engine.w2s import TrialResult, W2SEngine
 from labgap.methods.spec import PRESETS, MethodSpec
-from labgap.search.scoring import BudgetExhausted, GuardedLab, mean_and_se, mean_dev_pgr
+from labgap.search.scoring import (
+    PROGRAM_CPU_SECONDS_PER_CALL,
+    BudgetExhausted,
+    GuardedLab,
+    charge_for,
+    mean_and_se,
+    mean_dev_pgr,
+)
 from labgap.trials import LocalExecutor, TrialBook
 
 VANILLA, LOGCONF = PRESETS["vanilla"], PRESETS["logconf"]
@@ -99,3 +106,34 @@ def test_mean_and_se_agree_with_the_analyst_views_to_the_last_bit():
         assert mean_and_se(values) == (mean, sd / math.sqrt(n))
     assert mean_and_se([0.5]) == (0.5, None)
     assert mean_and_se([]) == (None, None)
+
+
+def scripted_cpu_trial(cpu: float) -> TrialResult:
+    return TrialResult(
+        task="t",
+        task_hash="th",
+        method_hash="p",
+        method_json="{}",
+        seed=0,
+        weak_acc_dev=0.6,
+        weak_acc_test=0.6,
+        ceiling_acc_dev=0.8,
+        ceiling_acc_test=0.8,
+        student_acc_dev=0.7,
+        student_acc_test=0.7,
+        student_top_class_share=0.5,
+        pgr_dev=0.5,
+        pgr_test=0.5,
+        wall_seconds=cpu,
+        teacher_cached=True,
+        dataset_sha256="0" * 64,
+        program_cpu_seconds=cpu,
+    )
+
+
+def test_a_program_is_charged_by_the_cpu_seconds_it_used():
+    trial = scripted_cpu_trial(cpu=5.0)
+    assert charge_for([trial, trial], [], 2) == 1
+    heavy = scripted_cpu_trial(cpu=PROGRAM_CPU_SECONDS_PER_CALL * 2.5)
+    assert charge_for([heavy, heavy], [], 2) == 3
+    assert charge_for([], [], 2) == 1  # an in-process method: one call

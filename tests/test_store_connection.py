@@ -6,7 +6,7 @@ from db import count_rows
 from labgap.engine.w2s import W2SEngine
 from labgap.store.connection import Store
 from labgap.store.rows import to_frame
-from labgap.store.schema import TABLES
+from labgap.store.schema import SCHEMA_VERSION, TABLES, VIEWS
 
 
 @pytest.fixture
@@ -85,3 +85,33 @@ def test_a_database_from_another_schema_version_is_refused_clearly(tmp_path):
     connection.close()
     with pytest.raises(RuntimeError, match="schema version unknown.*new --db file"):
         Store(path)
+
+
+def test_a_schema_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v1.duckdb"
+    Store(path).close()
+    added = {
+        "scoring_calls": ["error", "charge"],
+        "studies": ["sandbox"],
+        "trials": ["program_cpu_seconds"],
+    }
+    connection = duckdb.connect(str(path))
+    for view in VIEWS:
+        connection.execute(f"DROP VIEW {view}")
+    for table, columns in added.items():
+        for column in columns:
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    connection.execute("DROP TABLE method_programs")
+    connection.execute("DROP TABLE failed_trials")
+    connection.execute("DELETE FROM schema_info")
+    connection.execute("INSERT INTO schema_info VALUES (1)")
+    connection.execute("INSERT INTO agents (study_id, agent_id, direction, direction_json, "
+                       "backend, sampler_seed, scoring_budget) VALUES ('s', 0, 'd', '{}', 'e', 0, 3)")  # fmt: skip
+    connection.close()
+    with Store(path) as store:
+        for table, columns in added.items():
+            present = set(store.query(f"SELECT * FROM {table} LIMIT 0").columns)
+            assert set(columns) <= present
+        assert {"method_programs", "failed_trials"} <= set(store.query("SHOW TABLES")["name"])
+        assert store.query("SELECT max(version) AS v FROM schema_info")["v"][0] == SCHEMA_VERSION
+        assert store.query("SELECT count(*) AS n FROM agents")["n"][0] == 1

@@ -20,8 +20,11 @@ from labgap.data.features import build_view
 from labgap.data.tasks import TaskSpec, TrainingRecipe, split_indices
 from labgap.engine.model import MLP, TorchThreads, train_student
 from labgap.engine.targets import noisy_labels, one_hot, shape_targets
+from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
 from labgap.paths import cache_dir
+from labgap.programs.method import ProgramMethod
+from labgap.programs.sandbox import ProgramInputs, Sandbox, SandboxLimits
 
 ENGINE_VERSION = "2"
 RECIPE_FIELDS = ("epochs", "lr", "weight_decay", "hidden", "dropout", "batch_size")
@@ -35,8 +38,8 @@ def pgr(weak_acc: float, ceiling_acc: float, student_acc: float) -> float | None
     return (student_acc - weak_acc) / gap
 
 
-class TrialResult(BaseModel):
-    """One task × method × seed experiment, as the pipeline measured it."""
+class TrialIdentity(BaseModel):
+    """Which experiment: one task × method × seed (a trial's natural key, with its names)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,6 +48,11 @@ class TrialResult(BaseModel):
     method_hash: str
     method_json: str
     seed: int
+
+
+class TrialResult(TrialIdentity):
+    """One task × method × seed experiment, as the pipeline measured it."""
+
     weak_acc_dev: float
     weak_acc_test: float
     ceiling_acc_dev: float
@@ -57,6 +65,21 @@ class TrialResult(BaseModel):
     wall_seconds: float
     teacher_cached: bool
     dataset_sha256: str
+    program_cpu_seconds: float | None = None
+    """CPU seconds a program's sandboxed run used (what its scoring is charged by); None for an
+    in-process `MethodSpec` trial."""
+
+
+class TrialFailure(TrialIdentity):
+    """A trial whose method did not produce predictions (a program raised, timed out, exceeded a
+    limit or returned bad output): recorded with its error, never retried, never scored."""
+
+    error: str
+    cpu_seconds: float
+    wall_seconds: float
+
+
+Outcome = TrialResult | TrialFailure
 
 
 @dataclass(frozen=True)
@@ -77,9 +100,10 @@ class PreparedData:
     splits: dict[str, np.ndarray]
 
 
-def effective_recipe(recipe: TrainingRecipe, method: MethodSpec | None) -> TrainingRecipe:
-    """The recipe with the method's training settings applied, unless production fixes it."""
-    if method is None or recipe.fixed:
+def effective_recipe(recipe: TrainingRecipe, method: Method | None) -> TrainingRecipe:
+    """The recipe with the method's training settings applied, unless production fixes it. A
+    program receives the task's recipe and decides itself what to do with it."""
+    if not isinstance(method, MethodSpec) or recipe.fixed:
         return recipe
     overrides = {f: getattr(method, f) for f in RECIPE_FIELDS if getattr(method, f) is not None}
     return recipe.model_copy(update=overrides)
@@ -104,6 +128,14 @@ class W2SEngine:
         self._memory: dict[str, TeacherAndCeiling] = {}
         self._data: dict[tuple[str, int], PreparedData] = {}
         self._lock = threading.Lock()
+        self._sandboxes: dict[SandboxLimits, Sandbox] = {}
+
+    def sandbox(self, limits: SandboxLimits) -> Sandbox:
+        """One sandbox (a pool of warm program servers) per set of limits, started when needed."""
+        with self._lock:
+            if limits not in self._sandboxes:
+                self._sandboxes[limits] = Sandbox(limits)
+            return self._sandboxes[limits]
 
     def data(self, task: TaskSpec, seed: int) -> PreparedData:
         key = (task.task_hash, seed)
@@ -195,26 +227,30 @@ class W2SEngine:
         rows = data.splits[split]
         return accuracy(model.predict_proba(data.strong_features[rows]), data.dataset.labels[rows])
 
-    def run(self, task: TaskSpec, method: MethodSpec, seed: int) -> TrialResult:
-        """One experiment: the student trained with `method` on the teacher's labels, scored."""
+    def run(
+        self,
+        task: TaskSpec,
+        method: Method,
+        seed: int,
+        limits: SandboxLimits | None = None,
+    ) -> Outcome:
+        """One experiment: the student trained with `method` on the teacher's labels, scored. A
+        program runs in the sandbox under `limits`; if it fails, the outcome says why."""
         started = time.perf_counter()
-        TorchThreads.configure(self.workers)
+        threads = TorchThreads.configure(self.workers)
         reference, cached = self.teacher_and_ceiling(task, seed)
         data = self.data(task, seed)
-        recipe = effective_recipe(task.recipe, method)
-        w2s_features = data.strong_features[data.splits["w2s_train"]]
-        teacher = reference.teacher_probs
-        for round_index in range(method.self_training_rounds + 1):
-            rows, targets = shape_targets(teacher, w2s_features, method)
-            student = train_student(
-                w2s_features[rows], targets, recipe, method, seed + 7919 * round_index
-            )
-            self.training_counts["student"] += 1
-            teacher = student.predict_proba(w2s_features)
-        dev_acc = self._score(student, data, "dev")
-        test_rows = data.splits["test"]
-        test_probs = student.predict_proba(data.strong_features[test_rows])
-        test_acc = accuracy(test_probs, data.dataset.labels[test_rows])
+        cpu_seconds = None
+        if isinstance(method, ProgramMethod):
+            outcome = self._run_program(task, method, seed, limits or SandboxLimits(), threads)
+            if isinstance(outcome, TrialFailure):
+                return outcome
+            dev_probs, test_probs, cpu_seconds = outcome
+        else:
+            dev_probs, test_probs = self._train(task, method, seed, reference, data)
+        labels = data.dataset.labels
+        dev_acc = accuracy(dev_probs, labels[data.splits["dev"]])
+        test_acc = accuracy(test_probs, labels[data.splits["test"]])
         return TrialResult(
             task=task.name,
             task_hash=task.task_hash,
@@ -233,7 +269,75 @@ class W2SEngine:
             wall_seconds=time.perf_counter() - started,
             teacher_cached=cached,
             dataset_sha256=data.dataset.sha256,
+            program_cpu_seconds=cpu_seconds,
         )
+
+    def _train(
+        self,
+        task: TaskSpec,
+        method: MethodSpec,
+        seed: int,
+        reference: TeacherAndCeiling,
+        data: PreparedData,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The in-process student of a `MethodSpec`: its dev and test probabilities."""
+        recipe = effective_recipe(task.recipe, method)
+        w2s_features = data.strong_features[data.splits["w2s_train"]]
+        teacher = reference.teacher_probs
+        for round_index in range(method.self_training_rounds + 1):
+            rows, targets = shape_targets(teacher, w2s_features, method)
+            student = train_student(
+                w2s_features[rows], targets, recipe, method, seed + 7919 * round_index
+            )
+            self.training_counts["student"] += 1
+            teacher = student.predict_proba(w2s_features)
+        features = data.strong_features
+        return (
+            student.predict_proba(features[data.splits["dev"]]),
+            student.predict_proba(features[data.splits["test"]]),
+        )
+
+    def _run_program(
+        self,
+        task: TaskSpec,
+        method: ProgramMethod,
+        seed: int,
+        limits: SandboxLimits,
+        threads: int,
+    ) -> tuple[np.ndarray, np.ndarray, float] | TrialFailure:
+        """Run a program label-sealed: it sees the teacher's probabilities and the unlabelled
+        strong view of dev and test rows together, shuffled, with nothing marking the split."""
+        reference, _ = self.teacher_and_ceiling(task, seed)
+        data = self.data(task, seed)
+        features = data.strong_features
+        dev, test = data.splits["dev"], data.splits["test"]
+        evaluation = np.concatenate([dev, test])
+        order = np.random.default_rng([seed, len(evaluation), 7121]).permutation(len(evaluation))
+        inputs = ProgramInputs(
+            train_features=features[data.splits["w2s_train"]],
+            teacher_probs=reference.teacher_probs,
+            eval_features=features[evaluation[order]],
+            n_classes=data.dataset.n_classes,
+            seed=seed,
+            recipe=task.recipe.model_dump(include=set(RECIPE_FIELDS)),
+            params=dict(method.params),
+        )
+        run = self.sandbox(limits).run(method.source, inputs, threads=threads)
+        self.training_counts["program"] += 1
+        if run.probs is None:
+            return TrialFailure(
+                task=task.name,
+                task_hash=task.task_hash,
+                method_hash=method.method_hash,
+                method_json=method.canonical_json(),
+                seed=seed,
+                error=run.error or "the program returned nothing",
+                cpu_seconds=run.cpu_seconds,
+                wall_seconds=run.wall_seconds,
+            )
+        probs = np.empty_like(run.probs)
+        probs[order] = run.probs
+        return probs[: len(dev)], probs[len(dev) :], run.cpu_seconds
 
 
 TEACHER_SCORES = ("weak_acc_dev", "weak_acc_test", "ceiling_acc_dev", "ceiling_acc_test")

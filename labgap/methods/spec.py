@@ -68,6 +68,22 @@ class MethodSpec(BaseModel):
     def method_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
+    def describe(self) -> str:
+        """A compact, human-readable method: its loss, then every field not at its default."""
+        defaults = MethodSpec()
+        parts = [self.loss]
+        for name in MethodSpec.model_fields:
+            value = getattr(self, name)
+            if name == "loss" or value == getattr(defaults, name):
+                continue
+            if isinstance(value, bool):
+                parts.append(name)
+            elif isinstance(value, float):
+                parts.append(f"{name}={value:.3g}")
+            else:
+                parts.append(f"{name}={value}")
+        return " ".join(parts)
+
     @property
     def family(self) -> str:
         """A coarse label of the idea (loss plus the data-side tricks used), for diversity views."""

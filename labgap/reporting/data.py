@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from labgap.config import StudyConfig
 from labgap.engine.w2s import TrialResult
 from labgap.errors import LabgapInputError
+from labgap.methods.kinds import method_from_dump
 from labgap.search.hacking import HackingFlags
 from labgap.search.leaderboard import rank_methods
 from labgap.search.scoring import ScoringCall, mean_dev_pgr
@@ -50,6 +51,7 @@ class StudyRow(BaseModel):
     overall_verdict: str | None
     error: str | None
     hacking_flags: str | None
+    sandbox: str | None = None
     started_at: datetime
     finished_at: datetime | None
 
@@ -106,6 +108,7 @@ class LeaderboardRow(BaseModel):
     proposed_by: str
     first_round: int
     min_seeds_met: bool
+    leak_suspected: bool = False
 
 
 class ProgressPoint(BaseModel):
@@ -248,7 +251,9 @@ def load_report_data(store: Store, study_id: str) -> ReportData:
         key,
     )
     min_seeds = study.config.get("quick_seeds", StudyConfig.model_fields["quick_seeds"].default)
-    board = rank_methods(search_trials, calls, min_seeds)
+    candidate = study.config.get("candidate_method")
+    given = method_from_dump(candidate).method_hash if candidate else None
+    board = rank_methods(search_trials, calls, min_seeds, given=given)
     leaderboard = [LeaderboardRow(**row) for row in board.iter_rows(named=True)]
     fresh = store.query(
         "SELECT avg(winner_pgr) FILTER (role = 'lab_confirmation') AS winner, "
@@ -326,7 +331,8 @@ def _study(store: Store, study_id: str) -> StudyRow:
 def _gaps(store: Store, study_id: str) -> list[GapRow]:
     frame = store.query(
         "SELECT * FROM gap_results WHERE study_id = ? ORDER BY "
-        "CASE kind WHEN 'lab' THEN 0 WHEN 'target' THEN 1 ELSE 2 END, target",
+        "CASE kind WHEN 'lab' THEN 0 WHEN 'target' THEN 1 WHEN 'versus_known' THEN 2 ELSE 3 END, "
+        "target",
         [study_id],
     )
     rows = []

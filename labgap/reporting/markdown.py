@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from labgap.methods.spec import MethodSpec
+from labgap.methods.kinds import describe_recorded
 from labgap.paths import data_dir
 from labgap.reporting.data import GapRow, ReportData, StudyRow, finite
 from labgap.reporting.figures import (
@@ -23,8 +23,8 @@ from labgap.reporting.figures import (
     save_figure,
 )
 from labgap.reporting.html import render_html
+from labgap.reporting.known import known_methods_section
 from labgap.reporting.markup import code, fence, text
-from labgap.search.agent import describe_method
 
 LEADERBOARD_ROWS = 10
 FIGURES = {
@@ -93,6 +93,8 @@ def _setting(value) -> str:
 
 def _agents(proposed_by: str) -> str:
     """`rank_methods`' comma-joined agent ids, as words."""
+    if proposed_by == "given":
+        return "the user (the method under test, given instead of a search)"
     ids = [agent for agent in proposed_by.split(",") if agent]
     if not ids:
         return "—"
@@ -141,6 +143,8 @@ def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) 
         f"- code version {code(study.code_version)}, config hash {code(study.config_hash)}, "
         f"database {code(data.database)}",
     ]
+    if study.sandbox:
+        lines.append(f"- program sandbox: {text(study.sandbox)}")
     if study.error:
         lines.append(f"- error: {code(study.error)}")
     if not data.gaps:
@@ -153,6 +157,7 @@ def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) 
     lines += _lab_section(data)
     lines += _targets_section(data.gaps_of("target"))
     lines += _winner_section(data)
+    lines += known_methods_section(data.gaps_of("versus_known"))
     lines += _leaderboard_section(data)
     lines += _diversity_section(data)
     lines += _hacking_section(study)
@@ -234,11 +239,10 @@ def _winner_section(data: ReportData) -> list[str]:
     row = data.winner
     if row is None:
         return lines + ["No method has been scored yet."]
-    method = MethodSpec.model_validate_json(row.method_json)
     confirmed = data.winner_confirmed
     status = "confirmed on fresh seeds" if confirmed else "leading so far, not yet confirmed"
     lines += [
-        f"**{text(describe_method(method))}**: family {code(row.family)}, hash "
+        f"**{text(describe_recorded(row.method_json))}**: family {code(row.family)}, hash "
         f"{code(row.method_hash)} ({status}); dev PGR {_f(row.mean_dev_pgr)} ± "
         f"{_f(row.se_dev_pgr)} (SE) over {row.n_seeds} search seeds, first proposed in round "
         f"{row.first_round + 1} by {_agents(row.proposed_by)}.",
@@ -259,10 +263,12 @@ def leaderboard_rows(data: ReportData, limit: int) -> list[dict[str, str | int]]
         {
             "rank": row.rank,
             "dev PGR ± SE": f"{_f(row.mean_dev_pgr)} ± {_f(row.se_dev_pgr)}",
-            "seeds": f"{row.n_seeds}" + ("" if row.min_seeds_met else " (too few)"),
+            "seeds": f"{row.n_seeds}"
+            + ("" if row.min_seeds_met else " (too few)")
+            + (" (beats ground truth: leak suspected, not eligible)" if row.leak_suspected else ""),
             "proposed by": _agents(row.proposed_by),
             "family": text(row.family),
-            "method": text(describe_method(MethodSpec.model_validate_json(row.method_json))),
+            "method": text(describe_recorded(row.method_json)),
         }
         for row in data.leaderboard[:limit]
     ]

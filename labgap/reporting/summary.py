@@ -4,7 +4,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from labgap.reporting.data import ReportData
+from labgap.methods.kinds import describe_recorded
+from labgap.reporting.data import GapRow, ReportData
 
 
 class TargetSummary(BaseModel):
@@ -26,6 +27,8 @@ class StudySummary(BaseModel):
     database: str
     baseline_dev_pgr: float | None
     winner_method: str | None
+    winner_label: str | None = None
+    winner_given: bool = False
     winner_family: str | None
     winner_dev_pgr: float | None
     winner_fresh_test_pgr: float | None
@@ -34,6 +37,8 @@ class StudySummary(BaseModel):
     lab_ci95_low: float | None
     lab_ci95_high: float | None
     naive_lab_effect: float | None
+    versus_known: TargetSummary | None = None
+    """The winner minus the known-methods baseline on the fresh lab seeds (role: the known one)."""
     targets: list[TargetSummary]
     overall_verdict: str | None
     overall_reasons: list[str]
@@ -50,6 +55,8 @@ def study_summary(data: ReportData, database: Path | str | None = None) -> Study
         database=str(data.database if database is None else database),
         baseline_dev_pgr=data.baseline_dev_pgr,
         winner_method=winner.method_json if winner else None,
+        winner_label=describe_recorded(winner.method_json) if winner else None,
+        winner_given=bool(winner and winner.proposed_by == "given"),
         winner_family=winner.family if winner else None,
         winner_dev_pgr=winner.mean_dev_pgr if winner else None,
         winner_fresh_test_pgr=data.winner_fresh_test_pgr,
@@ -58,23 +65,27 @@ def study_summary(data: ReportData, database: Path | str | None = None) -> Study
         lab_ci95_low=lab.ci95_low if lab else None,
         lab_ci95_high=lab.ci95_high if lab else None,
         naive_lab_effect=lab.naive_estimate if lab else None,
-        targets=[
-            TargetSummary(
-                target=row.target,
-                role=row.role,
-                n=row.n,
-                effect=row.delta,
-                ci95_low=row.ci95_low,
-                ci95_high=row.ci95_high,
-                rho=row.rho,
-                verdict=row.verdict,
-                reasons=row.reasons,
-            )
-            for row in data.gaps_of("target")
-        ],
+        versus_known=next(
+            (_target(row, row.detail.get("known")) for row in data.gaps_of("versus_known")), None
+        ),
+        targets=[_target(row, row.role) for row in data.gaps_of("target")],
         overall_verdict=study.overall_verdict,
         overall_reasons=data.overall.reasons if data.overall else [],
         hacking_flags=hacking.flags if hacking else [],
+    )
+
+
+def _target(row: GapRow, role: str | None) -> TargetSummary:
+    return TargetSummary(
+        target=row.target,
+        role=role,
+        n=row.n,
+        effect=row.delta,
+        ci95_low=row.ci95_low,
+        ci95_high=row.ci95_high,
+        rho=row.rho,
+        verdict=row.verdict,
+        reasons=row.reasons,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labgap.methods.spec import MethodSpec
+from labgap.methods.kinds import Method
 from labgap.search.directions import ResearchDirection
 from labgap.search.scoring import ScoringCall
 
@@ -20,7 +20,7 @@ class Proposal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     agent_id: int = Field(ge=0)
     round: int = Field(ge=0)
-    method: MethodSpec
+    method: Method
     rationale: str = Field(min_length=1)
 
 
@@ -30,7 +30,7 @@ class ForumPost(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     round: int = Field(ge=0)
     agent_id: int = Field(ge=0)
-    method: MethodSpec
+    method: Method
     dev_pgr: float | None = Field(description="mean dev-split PGR; None when undefined")
     n_seeds: int = Field(ge=0, description="seeds the mean is over")
     rationale: str = Field(min_length=1)
@@ -41,7 +41,7 @@ class ScoredMethod(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     round: int = Field(ge=0)
-    method: MethodSpec
+    method: Method
     dev_pgr: float | None
     n_seeds: int = Field(ge=1)
 
@@ -52,7 +52,7 @@ class RoundOutcome(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     agent_id: int
     round: int
-    submitted: MethodSpec | None = None
+    submitted: Method | None = None
     rationale: str | None = None
     scored: list[ScoredMethod]
     posts: list[ForumPost] = Field(description="what the agent posts to the forum this round")
@@ -65,7 +65,7 @@ class Lab(Protocol):
     """The guarded scorer, as agents reach it: dev-split PGR of methods the pipeline itself runs."""
 
     def score(
-        self, agent_id: int, round: int, methods: list[MethodSpec], n_seeds: int | None = None
+        self, agent_id: int, round: int, methods: list[Method], n_seeds: int | None = None
     ) -> list[ScoringCall]:
         """One call per method, in order: the mean dev PGR over the pipeline's own trials on
         `n_seeds` search seeds (None: the study's minimum). A method already scored for this agent
@@ -86,20 +86,3 @@ class Agent(Protocol):
         """One round of research. `forum` is the forum as it was when the round began, the same
         for every agent of the round; every number comes from `lab`."""
         ...
-
-
-def describe_method(method: MethodSpec) -> str:
-    """A compact, human-readable method: its loss, then every field not at its default."""
-    defaults = MethodSpec()
-    parts = [method.loss]
-    for name in MethodSpec.model_fields:
-        value = getattr(method, name)
-        if name == "loss" or value == getattr(defaults, name):
-            continue
-        if isinstance(value, bool):
-            parts.append(name)
-        elif isinstance(value, float):
-            parts.append(f"{name}={value:.3g}")
-        else:
-            parts.append(f"{name}={value}")
-    return " ".join(parts)

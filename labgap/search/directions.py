@@ -1,105 +1,27 @@
 """Research directions: each agent starts from its own region of the method space.
 
 The seed study found that identical agents collapse onto one idea; giving each agent a different
-direction (a subset of `MethodSpec`'s ranges, with everything else at its default) keeps the search
-diverse. A direction is plain data, so any agent backend can use it: the embedded agent turns it
-into an optimiser's search space, an LLM agent reads its title, description and `space_summary`.
+direction (a subset of `MethodSpec`'s ranges, as space.py's dimensions, with everything else at its
+default) keeps the search diverse. A direction is plain data, so any agent backend can use it: the
+embedded agent turns it into an optimiser's search space, an LLM agent reads its title,
+description and `space_summary`.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
-
-ChoiceValue = bool | int | float | str | None
-
-
-class _Interval(BaseModel):
-    """Shared bounds check of the numeric ranges."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _check_bounds(self):
-        if not self.low < self.high:
-            raise ValueError(f"empty range [{self.low}, {self.high}]")
-        if self.log and self.low <= 0:
-            raise ValueError("a log range needs a positive lower bound")
-        return self
-
-
-class FloatRange(_Interval):
-    """A continuous interval. Sampled values are rounded (3 decimals, or 3 significant digits on a
-    log scale) so methods stay readable and near-identical methods count as repeats."""
-
-    kind: Literal["float"] = "float"
-    low: float
-    high: float
-
-    def value(self, raw: float) -> float:
-        rounded = float(f"{raw:.3g}") if self.log else round(raw, 3)
-        return min(max(rounded, self.low), self.high)
-
-    def contains(self, value: Any) -> bool:
-        """In range and on the rounding grid, i.e. a value this range can produce."""
-        return (
-            isinstance(value, float)
-            and self.low <= value <= self.high
-            and self.value(value) == value
-        )
-
-    def summary(self) -> str:
-        return f"{self.low:g}–{self.high:g}" + (" (log)" if self.log else "")
-
-
-class IntRange(_Interval):
-    """An integer interval (inclusive)."""
-
-    kind: Literal["int"] = "int"
-    low: int
-    high: int
-
-    def value(self, raw: int) -> int:
-        return int(raw)
-
-    def contains(self, value: Any) -> bool:
-        return type(value) is int and self.low <= value <= self.high
-
-    def summary(self) -> str:
-        return f"{self.low}–{self.high}" + (" (log)" if self.log else "")
-
-
-class Choice(BaseModel):
-    """A finite set of options."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["choice"] = "choice"
-    options: tuple[ChoiceValue, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check_unique(self) -> "Choice":
-        if len({(type(option), option) for option in self.options}) != len(self.options):
-            raise ValueError(f"repeated options in {self.options}")
-        return self
-
-    def value(self, raw: ChoiceValue) -> ChoiceValue:
-        return raw
-
-    def contains(self, value: Any) -> bool:
-        return any(type(value) is type(option) and value == option for option in self.options)
-
-    def summary(self) -> str:
-        return "{" + ", ".join(str(option) for option in self.options) + "}"
-
-
-Dimension = Annotated[FloatRange | IntRange | Choice, Field(discriminator="kind")]
+from labgap.programs.catalog import library_program
+from labgap.programs.method import ParamRange, ProgramMethod
+from labgap.search.space import Choice, Dimension, FloatRange, IntRange
 
 
 class ResearchDirection(BaseModel):
     """A region of the method space one agent starts from: fixed fields, searched fields, and
-    MethodSpec defaults (the task's recipe for training dynamics) for everything else."""
+    MethodSpec defaults (the task's recipe for training dynamics) for everything else. A
+    direction that owns a library `program` searches that program's `PARAMS` instead."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -112,12 +34,17 @@ class ResearchDirection(BaseModel):
     space: dict[str, Dimension] = Field(
         min_length=1, description="MethodSpec fields searched, each a subset of its valid range"
     )
+    program: str | None = Field(
+        None, description="a library program whose PARAMS the space searches (instead of fields)"
+    )
 
     @model_validator(mode="after")
     def _check_within_method_space(self) -> "ResearchDirection":
-        """Every value the space can produce must be a valid MethodSpec. MethodSpec's constraints
+        """Every value the space can produce must be a valid method. MethodSpec's constraints
         are per field and its float ranges are intervals, so checking each float range's ends and
         every integer and option, one field at a time, covers the whole space."""
+        if self.program is not None:
+            return self._check_within_program()
         unknown = (set(self.fixed) | set(self.space)) - set(MethodSpec.model_fields)
         if unknown:
             raise ValueError(f"not MethodSpec fields: {sorted(unknown)}")
@@ -135,13 +62,31 @@ class ResearchDirection(BaseModel):
                     ) from error
         return self
 
-    def method_from_params(self, params: dict[str, Any]) -> MethodSpec:
+    def _check_within_program(self) -> "ResearchDirection":
+        program = library_program(self.program)
+        space = program.param_space
+        unknown = (set(self.fixed) | set(self.space)) - set(space)
+        if unknown:
+            raise ValueError(f"not parameters of program {self.program!r}: {sorted(unknown)}")
+        for name, dimension in self.space.items():
+            for value in _values_to_check(dimension):
+                try:
+                    space[name].coerce(value)
+                except ValueError as error:
+                    raise ValueError(f"direction {self.key!r}: {name}: {error}") from None
+        return self
+
+    def method_from_params(self, params: dict[str, Any]) -> Method:
         """The method for one point of the space (raw optimiser values are rounded here)."""
         values = {name: self.space[name].value(params[name]) for name in self.space}
+        if self.program is not None:
+            return library_program(self.program).with_params({**self.fixed, **values})
         return MethodSpec(**self.fixed, **values)
 
-    def params_for(self, method: MethodSpec) -> dict[str, Any] | None:
+    def params_for(self, method: Method) -> dict[str, Any] | None:
         """The searched values of `method` if it lies in this direction's space, else None."""
+        if self.program is not None or not isinstance(method, MethodSpec):
+            return self._program_params_for(method)
         defaults = MethodSpec(**self.fixed)
         for name in MethodSpec.model_fields:
             value = getattr(method, name)
@@ -152,6 +97,17 @@ class ResearchDirection(BaseModel):
                 return None
         return {name: getattr(method, name) for name in self.space}
 
+    def _program_params_for(self, method: Method) -> dict[str, Any] | None:
+        if not isinstance(method, ProgramMethod) or self.program is None:
+            return None
+        if method.program_id != library_program(self.program).program_id:
+            return None
+        if any(method.params.get(name) != value for name, value in self.fixed.items()):
+            return None
+        searched = {name: method.params.get(name) for name in self.space}
+        contained = all(self.space[n].contains(v) for n, v in searched.items())
+        return searched if contained else None
+
     @property
     def space_summary(self) -> str:
         """One line, e.g. "loss ∈ {logconf, bootstrap}; aux_weight 0.2–1; others default"."""
@@ -159,7 +115,24 @@ class ResearchDirection(BaseModel):
         for name, dimension in self.space.items():
             separator = " ∈ " if isinstance(dimension, Choice) else " "
             parts.append(f"{name}{separator}{dimension.summary()}")
+        if self.program is not None:
+            return f"library program {self.program}: " + "; ".join(parts)
         return "; ".join(parts) + "; other fields at their defaults"
+
+
+def program_space(program: str) -> dict[str, Dimension]:
+    """A library program's declared `PARAMS` as a search space."""
+    return {name: _dimension(spec) for name, spec in library_program(program).param_space.items()}
+
+
+def _dimension(spec: ParamRange) -> FloatRange | IntRange | Choice:
+    if spec.type == "float":
+        return FloatRange(low=spec.low, high=spec.high, log=spec.log)
+    if spec.type == "int":
+        return IntRange(low=int(spec.low), high=int(spec.high), log=spec.log)
+    if spec.type == "bool":
+        return Choice(options=(False, True))
+    return Choice(options=tuple(spec.values))
 
 
 def _values_to_check(dimension: FloatRange | IntRange | Choice) -> list[Any]:
@@ -209,15 +182,87 @@ DIRECTIONS: list[ResearchDirection] = [
         },
     ),
     ResearchDirection(
-        key="training-dynamics",
-        title="Training dynamics",
+        key="em-relabel",
+        title="EM relabelling (library program)",
         description=(
-            "Change how long and how fast the student learns: stopping early keeps it from "
-            "fitting the teacher's errors."
+            "Treat the teacher as a noisy annotator and the strong view as a classifier, and learn "
+            "both by EM (Dawid & Skene 1979; Raykar et al. 2010): tune how far to trust each."
+        ),
+        program="em_relabel",
+        space={
+            "iterations": IntRange(low=1, high=8),
+            "teacher_temperature": FloatRange(low=0.25, high=4.0, log=True),
+            "strong_weight": FloatRange(low=0.0, high=2.0),
+            "teacher_mix": FloatRange(low=0.0, high=1.0),
+        },
+    ),
+    ResearchDirection(
+        key="overlap-filter",
+        title="Overlap-density filtering (library program)",
+        description=(
+            "Drop the rows where the teacher only guesses and up-weight the overlap rows where "
+            "its easy patterns meet hard ones (Shin, Cooper & Sala 2024)."
+        ),
+        program="overlap_filter",
+        space={
+            "hard_fraction": FloatRange(low=0.0, high=0.7),
+            "overlap_fraction": FloatRange(low=0.1, high=1.0),
+            "overlap_boost": FloatRange(low=1.0, high=5.0),
+            "agreement_k": Choice(options=(0, 10, 20, 40)),
+        },
+    ),
+    ResearchDirection(
+        key="co-training",
+        title="Co-training (library program)",
+        description=(
+            "Two students on two views of the strong features teach each other on the rows each "
+            "is confident about (Blum & Mitchell 1998)."
+        ),
+        program="co_training",
+        space={
+            "rounds": IntRange(low=1, high=4),
+            "pool_fraction": FloatRange(low=0.1, high=1.0),
+            "train_mix": FloatRange(low=0.0, high=1.0),
+            "hard_pseudo_labels": Choice(options=(False, True)),
+        },
+    ),
+    ResearchDirection(
+        key="curriculum",
+        title="Curriculum self-training (library program)",
+        description=(
+            "Start from the teacher's most confident rows, grow the set stage by stage and relabel "
+            "with the student's own predictions, weighting rows by confidence."
+        ),
+        program="curriculum_self_training",
+        space={
+            "stages": IntRange(low=1, high=5),
+            "start_fraction": FloatRange(low=0.1, high=1.0),
+            "confidence_power": FloatRange(low=0.0, high=4.0),
+            "self_mix": FloatRange(low=0.0, high=1.0),
+        },
+    ),
+    ResearchDirection(
+        key="combinations",
+        title="Combinations",
+        description=(
+            "Search the whole method space at once, combining losses, label handling, relabelling, "
+            "self-training and training settings."
         ),
         space={
+            "loss": Choice(options=("xent", "logconf", "bootstrap", "product")),
+            "aux_weight": FloatRange(low=0.0, high=1.0),
+            "warmup": FloatRange(low=0.0, high=0.5),
+            "hard_labels": Choice(options=(False, True)),
+            "label_smoothing": FloatRange(low=0.0, high=0.3),
+            "confident_fraction": FloatRange(low=0.3, high=1.0),
+            "knn_k": Choice(options=(0, 5, 10, 20, 50)),
+            "knn_mix": FloatRange(low=0.0, high=1.0),
+            "self_training_rounds": IntRange(low=0, high=2),
             "epochs": IntRange(low=1, high=40, log=True),
             "lr": FloatRange(low=1e-4, high=1e-2, log=True),
+            "weight_decay": FloatRange(low=0.0, high=0.1),
+            "hidden": Choice(options=(0, 64, 256, 1024)),
+            "dropout": FloatRange(low=0.0, high=0.5),
             "batch_size": IntRange(low=32, high=512, log=True),
         },
     ),
@@ -232,6 +277,19 @@ DIRECTIONS: list[ResearchDirection] = [
             "self_training_rounds": Choice(options=(1, 2)),
             "confident_fraction": FloatRange(low=0.5, high=1.0),
             "hard_labels": Choice(options=(False, True)),
+        },
+    ),
+    ResearchDirection(
+        key="training-dynamics",
+        title="Training dynamics",
+        description=(
+            "Change how long and how fast the student learns: stopping early keeps it from "
+            "fitting the teacher's errors."
+        ),
+        space={
+            "epochs": IntRange(low=1, high=40, log=True),
+            "lr": FloatRange(low=1e-4, high=1e-2, log=True),
+            "batch_size": IntRange(low=32, high=512, log=True),
         },
     ),
     ResearchDirection(
@@ -272,31 +330,6 @@ DIRECTIONS: list[ResearchDirection] = [
         space={
             "confident_fraction": FloatRange(low=0.3, high=0.9),
             "label_smoothing": FloatRange(low=0.02, high=0.3),
-        },
-    ),
-    ResearchDirection(
-        key="combinations",
-        title="Combinations",
-        description=(
-            "Search the whole method space at once, combining losses, label handling, relabelling, "
-            "self-training and training settings."
-        ),
-        space={
-            "loss": Choice(options=("xent", "logconf", "bootstrap", "product")),
-            "aux_weight": FloatRange(low=0.0, high=1.0),
-            "warmup": FloatRange(low=0.0, high=0.5),
-            "hard_labels": Choice(options=(False, True)),
-            "label_smoothing": FloatRange(low=0.0, high=0.3),
-            "confident_fraction": FloatRange(low=0.3, high=1.0),
-            "knn_k": Choice(options=(0, 5, 10, 20, 50)),
-            "knn_mix": FloatRange(low=0.0, high=1.0),
-            "self_training_rounds": IntRange(low=0, high=2),
-            "epochs": IntRange(low=1, high=40, log=True),
-            "lr": FloatRange(low=1e-4, high=1e-2, log=True),
-            "weight_decay": FloatRange(low=0.0, high=0.1),
-            "hidden": Choice(options=(0, 64, 256, 1024)),
-            "dropout": FloatRange(low=0.0, high=0.5),
-            "batch_size": IntRange(low=32, high=512, log=True),
         },
     ),
 ]

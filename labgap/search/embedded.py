@@ -10,10 +10,8 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
-from annotated_types import Ge, Le
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -23,38 +21,26 @@ from optuna.distributions import (
 from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 
+from labgap.methods.kinds import Method
 from labgap.methods.spec import PRESETS, MethodSpec, preset_name
+from labgap.programs.catalog import library_program
 from labgap.search.agent import (
     ForumPost,
     Lab,
     Proposal,
     RoundOutcome,
     ScoredMethod,
-    describe_method,
 )
-from labgap.search.directions import Choice, FloatRange, ResearchDirection
+from labgap.search.directions import ResearchDirection
+from labgap.search.space import Choice, FloatRange
+from labgap.search.variation import vary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 MAX_DRAWS = 30
 """Draws in a row that only repeat earlier methods before the agent treats its space as exhausted."""
 
-# Fields a borrowed idea is varied in: scale-free ones are multiplied, bounded ones are shifted.
-# Structural choices (loss, hard labels, hidden, self-training rounds) are kept: they are the idea.
-SCALED_FIELDS = ("knn_k", "epochs", "lr", "batch_size")
-SHIFTED_FIELDS = (
-    "aux_weight",
-    "warmup",
-    "label_smoothing",
-    "confident_fraction",
-    "knn_mix",
-    "weight_decay",
-    "dropout",
-)
 MAX_IDEA_CHARS = 60
-SCALE_FACTORS = (0.5, 0.7, 1.4, 2.0)
-MAX_SHIFT = 0.2
-"""Largest shift of a bounded field, as a fraction of its valid range (the smallest is 0.05)."""
 
 
 @dataclass
@@ -96,7 +82,7 @@ class EmbeddedAgent:
         self.agent_id = agent_id
         self.direction = direction
         self._proposals_per_round = proposals_per_round
-        self._scoring_budget = scoring_budget
+        self._budget_left = scoring_budget
         self._n_startup_trials = n_startup_trials
         self._borrow_probability = borrow_probability
         self._rng = random.Random(seed)
@@ -109,12 +95,18 @@ class EmbeddedAgent:
         self._start_from_known_method()
 
     def _start_from_known_method(self) -> None:
-        """Try the first known method (preset) that lies in this direction before exploring.
+        """Try the first known method (preset, or the direction's library program at its
+        defaults) that lies in this direction before exploring.
 
         Researchers start from the literature: the seed study's humans began with four known
         methods. Only one is queued, so the sampler's queue is empty again before any borrowing
         (which relies on its own queued trial being the next one asked).
         """
+        if self.direction.program is not None:
+            params = self.direction.params_for(library_program(self.direction.program))
+            if params is not None:
+                self._study.enqueue_trial(params)
+            return
         for name, preset in PRESETS.items():
             params = self.direction.params_for(preset) if name != "vanilla" else None
             if params is not None:
@@ -124,14 +116,17 @@ class EmbeddedAgent:
     def run_round(self, round: int, forum: list[ForumPost], lab: Lab) -> RoundOutcome:
         """Propose up to `proposals_per_round` methods, learn their dev PGR, post the best so far.
 
-        The agent counts its own scoring calls (one per proposal), so a replayed round asks for
+        The agent keeps the budget the lab reports after each call (a program that used much
+        compute costs several calls), so a replayed round, answered from the record, asks for
         exactly what it asked the first time. Once its budget is used up it stops for good but
         keeps posting its best."""
         left = self._proposals_per_round
-        if self._scoring_budget is not None:
-            left = min(left, self._scoring_budget - len(self._records))
+        if self._budget_left is not None:
+            left = min(left, self._budget_left)
         proposals = self.propose(round, left, forum)
         calls = lab.score(self.agent_id, round, [p.method for p in proposals]) if proposals else []
+        if calls and self._budget_left is not None:
+            self._budget_left = min(call.budget_left for call in calls)
         scored = []
         for proposal, call in zip(proposals, calls, strict=True):
             n_seeds = len(json.loads(call.seeds))
@@ -199,7 +194,7 @@ class EmbeddedAgent:
             dev_pgr=best.dev_pgr,
             n_seeds=best.n_seeds,
             rationale=(
-                f"{describe_method(best.proposal.method)}: best of {n_scored} scored in "
+                f"{best.proposal.method.describe()}: best of {n_scored} scored in "
                 f"'{self.direction.title}'{origin}"
             ),
         )
@@ -226,7 +221,7 @@ class EmbeddedAgent:
 
     def _borrow(self, round: int, post: ForumPost) -> Proposal | None:
         for _ in range(MAX_DRAWS):
-            method, changes = vary_method(post.method, self._rng)
+            method, changes = vary(post.method, self._rng)
             if method.method_hash not in self._records:
                 break
         else:
@@ -252,15 +247,15 @@ class EmbeddedAgent:
                 # A repeat teaches the sampler nothing; failed trials are ignored by TPE.
                 self._study.tell(trial, state=TrialState.FAIL)
                 continue
-            known = preset_name(method)
+            known = preset_name(method) if isinstance(method, MethodSpec) else None
             if known is not None:
-                rationale = f"start from the known method '{known}': {describe_method(method)}"
+                rationale = f"start from the known method '{known}': {method.describe()}"
             elif exploring:
-                rationale = f"explore: {describe_method(method)} within '{self.direction.title}'"
+                rationale = f"explore: {method.describe()} within '{self.direction.title}'"
             else:
                 rationale = (
                     f"exploit: TPE around best (dev PGR {self._study.best_value:.2f}): "
-                    f"{describe_method(method)}"
+                    f"{method.describe()}"
                 )
             return self._record(round, method, rationale, trial.number, borrowed_from=None)
         return None
@@ -268,7 +263,7 @@ class EmbeddedAgent:
     def _record(
         self,
         round: int,
-        method: MethodSpec,
+        method: Method,
         rationale: str,
         trial_number: int | None,
         borrowed_from: int | None,
@@ -278,71 +273,10 @@ class EmbeddedAgent:
         return proposal
 
 
-def vary_method(method: MethodSpec, rng: random.Random) -> tuple[MethodSpec, list[str]]:
-    """`method` with one or two of its active numeric fields nudged within MethodSpec's valid
-    ranges (every nudge is a real change); also returns the changes as text ("lr 0.001→0.0014")."""
-    candidates = [name for name in SCALED_FIELDS + SHIFTED_FIELDS if _is_active(method, name)]
-    names = rng.sample(candidates, k=min(len(candidates), rng.choice((1, 2))))
-    updates: dict[str, Any] = {}
-    changes = []
-    for name in sorted(names, key=list(MethodSpec.model_fields).index):
-        old = getattr(method, name)
-        updates[name] = _nudge(name, old, rng)
-        changes.append(f"{name} {_format(old)}→{_format(updates[name])}")
-    return MethodSpec.model_validate({**method.model_dump(), **updates}), changes
-
-
-def _nudge(name: str, old: float | int, rng: random.Random) -> float | int:
-    """Scale a scale-free field by 0.5–2x, or shift a bounded one by 5–20% of its range, turning
-    back at a bound. Every scaled range spans more than 4x, so one of the two directions fits."""
-    low, high = _valid_range(name)
-    if name in SCALED_FIELDS:
-        factor = rng.choice(SCALE_FACTORS)
-        if not low <= old * factor <= high:
-            factor = 1 / factor
-        if isinstance(old, int):
-            new = round(old * factor)
-            if new == old:
-                new = old + (1 if factor > 1 else -1)
-        else:
-            new = float(f"{old * factor:.3g}")
-    else:
-        shift = rng.uniform(0.05, MAX_SHIFT) * (high - low) * rng.choice((-1, 1))
-        if not low <= old + shift <= high:
-            shift = -shift
-        new = round(old + shift, 3)
-    return min(max(new, low), high)
-
-
-def _is_active(method: MethodSpec, name: str) -> bool:
-    """Whether changing `name` changes the method: unset recipe fields and the knobs of a switched-
-    off component (aux weight under plain xent, kNN mix without kNN) are inactive."""
-    if getattr(method, name) is None:
-        return False
-    if name in ("aux_weight", "warmup"):
-        return method.loss != "xent"
-    if name in ("knn_k", "knn_mix"):
-        return method.knn_k != 0
-    return True
-
-
-def _valid_range(name: str) -> tuple[float, float]:
-    if name == "knn_k":
-        return 5, 50  # MethodSpec allows 0 (off) or 5–50; a borrowed kNN idea stays on
-    rules = MethodSpec.model_fields[name].metadata
-    low = next(rule.ge for rule in rules if isinstance(rule, Ge))
-    high = next(rule.le for rule in rules if isinstance(rule, Le))
-    return low, high
-
-
-def _idea(method: MethodSpec) -> str:
+def _idea(method: Method) -> str:
     """The method in full when that is short, else its family, so rationales stay one glance."""
-    description = describe_method(method)
+    description = method.describe()
     return description if len(description) <= MAX_IDEA_CHARS else f"{method.family} idea"
-
-
-def _format(value: float | int) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _optuna_distributions(direction: ResearchDirection) -> dict[str, BaseDistribution]:

@@ -9,6 +9,10 @@ import math
 
 from pydantic import BaseModel
 
+IMPLAUSIBLE_PGR = 1.2
+"""A mean dev PGR above this beats the ceiling (ground truth) by more than noise explains: a
+method there has seen labels it should not have (a leak), so it is flagged and never crowned."""
+
 
 class HackingFlags(BaseModel):
     """Signs a winning method games the score rather than learning from the teacher."""
@@ -38,7 +42,7 @@ def reward_hacking_flags(
             f"the winner puts {top_class_share:.0%} of test predictions in one class "
             f"(vanilla: {baseline_top_class_share:.0%}): it may ignore the teacher"
         )
-    if not math.isfinite(winner_dev_pgr) or winner_dev_pgr > 1.2:
+    if not math.isfinite(winner_dev_pgr) or winner_dev_pgr > IMPLAUSIBLE_PGR:
         flags.append("implausible_dev_pgr")
         reasons.append(f"dev PGR {winner_dev_pgr:.3f} exceeds what ground truth gives")
     return HackingFlags(flags=flags, reasons=reasons)

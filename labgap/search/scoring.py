@@ -16,8 +16,8 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import TrialResult
-from labgap.methods.spec import MethodSpec
+from labgap.engine.w2s import TrialFailure, TrialResult
+from labgap.methods.kinds import Method
 
 
 def mean_and_se(values: list[float]) -> tuple[float | None, float | None]:
@@ -56,6 +56,22 @@ class ScoringCall(BaseModel):
     seeds: str
     dev_pgr: float | None
     budget_left: int
+    error: str | None = None
+    charge: int = 1
+    """Scoring calls this answer cost: one, or more for a program that used more than
+    `PROGRAM_CPU_SECONDS_PER_CALL` CPU seconds per seed."""
+
+
+PROGRAM_CPU_SECONDS_PER_CALL = 20.0
+"""What one scoring call buys a program, per seed: about ten in-process students on the lab task.
+A program using more is charged more calls, so a heavy program cannot hide behind one call.
+(In-process methods are charged one call: their cost is bounded by the method space.)"""
+
+
+def charge_for(trials: list[TrialResult], failed: list[TrialFailure], n_seeds: int) -> int:
+    """Calls a method's scoring costs: its programs' CPU seconds, rounded up to whole calls."""
+    cpu = sum(t.program_cpu_seconds or 0.0 for t in trials) + sum(f.cpu_seconds for f in failed)
+    return max(1, math.ceil(cpu / (n_seeds * PROGRAM_CPU_SECONDS_PER_CALL) - 1e-9))
 
 
 class BudgetExhausted(Exception):
@@ -66,8 +82,10 @@ class TrialSource(Protocol):
     """Where the lab gets its trials: the study's trial book."""
 
     def trials(
-        self, task: TaskSpec, methods: list[MethodSpec], seeds: list[int], phase: str, batch: str
+        self, task: TaskSpec, methods: list[Method], seeds: list[int], phase: str, batch: str
     ) -> list[TrialResult]: ...
+
+    def failures(self, task: TaskSpec, method: Method) -> list[TrialFailure]: ...
 
 
 class GuardedLab:
@@ -104,14 +122,14 @@ class GuardedLab:
         return list(self._calls.values())
 
     def score(
-        self, agent_id: int, round: int, methods: list[MethodSpec], n_seeds: int | None = None
+        self, agent_id: int, round: int, methods: list[Method], n_seeds: int | None = None
     ) -> list[ScoringCall]:
         with self._lock:
             seeds = self._search_seeds(n_seeds)
             unique = list({m.method_hash: m for m in methods}.values())
             known = {m.method_hash: self._known(agent_id, round, m, seeds) for m in unique}
             new = [m for m in unique if known[m.method_hash] is None]
-            used = sum(key[0] == agent_id for key in self._calls)
+            used = sum(c.charge for (agent, _, _), c in self._calls.items() if agent == agent_id)
             if used + len(new) > self.budget:
                 raise BudgetExhausted(
                     f"{self.budget - used} dev-scoring call(s) left, {len(new)} new method(s) asked"
@@ -122,8 +140,12 @@ class GuardedLab:
                 )
                 fresh = []
                 for method in new:
-                    used += 1
                     own = [t for t in trials if t.method_hash == method.method_hash]
+                    failed = [
+                        f for f in self._trials.failures(self.task, method) if f.seed in seeds
+                    ]
+                    charge = charge_for(own, failed, len(seeds))
+                    used += charge
                     fresh.append(
                         ScoringCall(
                             agent_id=agent_id,
@@ -131,9 +153,11 @@ class GuardedLab:
                             method_hash=method.method_hash,
                             method_json=method.canonical_json(),
                             family=method.family,
-                            seeds=json.dumps(sorted(t.seed for t in own)),
+                            seeds=json.dumps(sorted(seeds)),
                             dev_pgr=mean_dev_pgr(own),
-                            budget_left=self.budget - used,
+                            budget_left=max(0, self.budget - used),
+                            error=_failure_note(failed, len(seeds)),
+                            charge=charge,
                         )
                     )
                 self._on_calls(fresh)
@@ -142,7 +166,7 @@ class GuardedLab:
             return [known[m.method_hash] for m in methods]
 
     def _known(
-        self, agent_id: int, round: int, method: MethodSpec, seeds: list[int]
+        self, agent_id: int, round: int, method: Method, seeds: list[int]
     ) -> ScoringCall | None:
         """The recorded answer to this question: the agent's earliest call of the method on the
         same seeds, else its call of the method this round (a round holds one call per method)."""
@@ -155,3 +179,11 @@ class GuardedLab:
         if same_seeds:
             return min(same_seeds, key=lambda call: call.round)
         return self._calls.get((agent_id, round, method.method_hash))
+
+
+def _failure_note(failed: list[TrialFailure], asked: int) -> str | None:
+    """What the agent is told when its method failed on some seeds: how many and the first error."""
+    if not failed:
+        return None
+    first = failed[0]
+    return f"failed on {len(failed)} of {asked} seed(s); seed {first.seed}: {first.error}"

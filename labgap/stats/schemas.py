@@ -181,6 +181,19 @@ class TargetGap(EffectEstimate):
     reasons: list[str]
 
 
+class KnownComparison(EffectEstimate):
+    """The lab winner against the known-methods baseline on the same fresh lab seeds: did the
+    agents find something better than the methods a careful human would have tuned?"""
+
+    known: str
+    known_hash: str
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    verdict: Literal["better", "worse", "no_clear_difference", "same_method"]
+    reason: str
+
+
 class GapAnalysis(BaseModel):
     """Everything the report and DuckDB need; all numbers are plain floats or None."""
 
@@ -195,3 +208,4 @@ class GapAnalysis(BaseModel):
     rho_min: float
     absolute_floor: float | None
     level: float
+    versus_known: KnownComparison | None = None

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from labgap.paths import default_db_path
-from labgap.store.schema import SCHEMA_VERSION, TABLES, VIEWS
+from labgap.store.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, VIEWS
 from labgap.store.snapshot import SnapshotPublisher, analysts_path
 
 WRITE_ATTEMPTS = 4
@@ -47,13 +47,19 @@ class Store:
         )
 
     def ensure_schema(self) -> None:
-        """Create what is missing; refuse a database written by another schema version."""
+        """Create what is missing, migrate an older schema; refuse one this version cannot read."""
         with self.transaction() as cursor:
             existing = {row[0] for row in cursor.execute("SHOW TABLES").fetchall()}
-            if existing and "schema_info" not in existing:
-                found = None
-            elif existing:
+            found = None
+            if existing and "schema_info" in existing:
                 found = cursor.execute("SELECT max(version) FROM schema_info").fetchall()[0][0]
+            steps = range((found or 0) + 1, SCHEMA_VERSION + 1)
+            if existing and found and found < SCHEMA_VERSION and set(steps) <= set(MIGRATIONS):
+                for version in steps:
+                    for statement in MIGRATIONS[version]:
+                        cursor.execute(statement)
+                cursor.execute(f"INSERT OR IGNORE INTO schema_info VALUES ({SCHEMA_VERSION})")
+                found = SCHEMA_VERSION
             if existing and found != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path} was written by labgap schema version {found or 'unknown'}; this "

@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import polars as pl
 
-from labgap.engine.w2s import TrialResult
+from labgap.engine.w2s import Outcome, TrialFailure, TrialResult
 from labgap.plan import StudyPlan
+from labgap.programs.method import remember_source
 from labgap.quality import SuiteResult
 from labgap.search.agent import ForumPost
 from labgap.search.hacking import HackingFlags
@@ -30,6 +31,7 @@ from labgap.store.rows import (
     agent_rows,
     forum_post_rows,
     gap_rows,
+    program_rows,
     study_row,
     task_rows,
     to_frame,
@@ -69,14 +71,21 @@ class StudyRecorder:
 
     def plan(self, plan: StudyPlan) -> None:
         self._write("tasks", task_rows(plan))
-        self._write("agents", agent_rows(plan))
+        if plan.agents:
+            self._write("agents", agent_rows(plan))
         self._published(stage=True)
 
-    def trials(self, phase: str, batch: str, trials: list[TrialResult]) -> None:
-        frame = to_frame(
-            trials, study_id=self.study_id, phase=phase, code_version=self.code_version
-        )
-        self._write("trials", frame, batch)
+    def trials(self, phase: str, batch: str, outcomes: list[Outcome]) -> None:
+        """A batch of trials: the programs they ran (each source once), the trials that
+        succeeded and, apart, those that failed with their errors."""
+        self._programs([outcome.method_json for outcome in outcomes], batch)
+        constant = {"study_id": self.study_id, "phase": phase, "code_version": self.code_version}
+        done = [o for o in outcomes if isinstance(o, TrialResult)]
+        if done:
+            self._write("trials", to_frame(done, **constant), batch)
+        failed = [o for o in outcomes if isinstance(o, TrialFailure)]
+        if failed:
+            self._write("failed_trials", to_frame(failed, **constant), batch)
         self._published(stage=False)
 
     def scoring_calls(self, calls: list[ScoringCall]) -> None:
@@ -91,6 +100,7 @@ class StudyRecorder:
         if not posts:
             return
         batch = f"agent{posts[0].agent_id}-round{posts[0].round}"
+        self._programs([post.method.canonical_json() for post in posts], batch)
         self._write("forum_posts", forum_post_rows(self.study_id, posts), batch)
         self._published(stage=False)
 
@@ -132,6 +142,12 @@ class StudyRecorder:
                 [status, verdict, error, flags, self.study_id],
             )
         self._published(stage=True)
+
+    def _programs(self, method_jsons: list[str], batch: str) -> None:
+        """The source of every program among these methods, before anything refers to it."""
+        programs = program_rows(method_jsons)
+        if programs.height:
+            self._write("method_programs", programs, batch)
 
     def _published(self, stage: bool) -> None:
         """Refresh the analysts' snapshot: now after a stage, at most every ~30 s for streamed rows."""
@@ -179,6 +195,24 @@ def recorded_trials(store: Store, study_id: str) -> list[RecordedTrial]:
         RecordedTrial(phase=row["phase"], trial=TrialResult.model_validate(row))
         for row in rows.iter_rows(named=True)
     ]
+
+
+def recorded_failures(store: Store, study_id: str) -> list[TrialFailure]:
+    """A study's failed trials: a resumed study does not run them again."""
+    rows = store.query(
+        "SELECT * FROM failed_trials WHERE study_id = ? ORDER BY task_hash, method_hash, seed",
+        [study_id],
+    )
+    return [TrialFailure.model_validate(row) for row in rows.iter_rows(named=True)]
+
+
+def load_recorded_programs(store: Store) -> int:
+    """Make every recorded program's source known, so recorded trials name their code; returns
+    how many there are."""
+    rows = store.query("SELECT source FROM method_programs ORDER BY program_id")
+    for source in rows["source"]:
+        remember_source(source)
+    return rows.height
 
 
 def recorded_scoring_calls(store: Store, study_id: str) -> list[ScoringCall]:

@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from labgap.plan import StudyPlan
+from labgap.programs.method import declared_params, source_of
 from labgap.stages import PairedSeed
 from labgap.stats.schemas import GapAnalysis
 
@@ -20,6 +21,37 @@ def to_frame(rows: Iterable[BaseModel], **constant_columns) -> pl.DataFrame:
     if constant_columns and frame.height:
         frame = frame.with_columns(pl.lit(v).alias(k) for k, v in constant_columns.items())
     return frame
+
+
+def program_rows(method_jsons: Iterable[str]) -> pl.DataFrame:
+    """`method_programs`: the source of every program among the recorded methods, once each."""
+    programs = {}
+    for method_json in method_jsons:
+        method = json.loads(method_json)
+        if method.get("kind") == "program":
+            programs[method["program_id"]] = method["name"]
+    rows = []
+    for identity, name in sorted(programs.items()):
+        source = source_of(identity)
+        space = declared_params(source, name)
+        params = {key: spec.model_dump(exclude_none=True) for key, spec in space.items()}
+        rows.append(
+            {
+                "program_id": identity,
+                "name": name,
+                "source": source,
+                "params_json": json.dumps(params, sort_keys=True),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "program_id": pl.String,
+            "name": pl.String,
+            "source": pl.String,
+            "params_json": pl.String,
+        },
+    )
 
 
 def study_row(plan: StudyPlan) -> pl.DataFrame:
@@ -38,6 +70,7 @@ def study_row(plan: StudyPlan) -> pl.DataFrame:
                 "code_version": plan.code_version,
                 "dataset_sha256s": json.dumps(shas, sort_keys=True),
                 "status": "running",
+                "sandbox": f"{plan.sandbox.level}: {plan.sandbox.detail}",
             }
         ]
     )
@@ -155,6 +188,24 @@ def gap_rows(study_id: str, analysis: GapAnalysis, roles: dict[str, str]) -> pl.
                 "flags": json.dumps(target.flags),
                 "reasons": json.dumps(target.reasons),
                 "detail_json": json.dumps({"role": roles.get(target.name), **target.model_dump()}),
+            }
+        )
+    versus = analysis.versus_known
+    if versus is not None:
+        rows.append(
+            {
+                "study_id": study_id,
+                "target": "known-methods",
+                "kind": "versus_known",
+                "n": versus.n,
+                "delta": versus.delta,
+                "ci95_low": versus.ci_low,
+                "ci95_high": versus.ci_high,
+                "p_value": versus.p_value,
+                "verdict": versus.verdict,
+                "flags": "[]",
+                "reasons": json.dumps([versus.reason]),
+                "detail_json": versus.model_dump_json(),
             }
         )
     rows.append(

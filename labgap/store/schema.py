@@ -3,7 +3,19 @@
 Views show analysts the numbers the pipeline decided with; they decide nothing themselves.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE scoring_calls ADD COLUMN IF NOT EXISTS error VARCHAR",
+        "ALTER TABLE studies ADD COLUMN IF NOT EXISTS sandbox VARCHAR",
+        "ALTER TABLE trials ADD COLUMN IF NOT EXISTS program_cpu_seconds DOUBLE",
+        "ALTER TABLE scoring_calls ADD COLUMN IF NOT EXISTS charge INTEGER DEFAULT 1",
+    ],
+}
+"""What brings a database from the version before to this one (new tables are created anyway):
+schema 2 added `method_programs`, `failed_trials`, the error and the charge of a scoring call, a
+program trial's CPU seconds and how the study's machine isolates method programs."""
 
 TABLES: dict[str, str] = {
     "schema_info": """
@@ -23,6 +35,7 @@ TABLES: dict[str, str] = {
         overall_verdict VARCHAR,
         error VARCHAR,
         hacking_flags VARCHAR,
+        sandbox VARCHAR,
         started_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         finished_at TIMESTAMPTZ
     """,
@@ -73,6 +86,29 @@ TABLES: dict[str, str] = {
         teacher_cached BOOLEAN NOT NULL,
         dataset_sha256 VARCHAR NOT NULL,
         code_version VARCHAR NOT NULL,
+        program_cpu_seconds DOUBLE,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (study_id, task_hash, method_hash, seed)
+    """,
+    "method_programs": """
+        program_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        params_json VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+    """,
+    "failed_trials": """
+        study_id VARCHAR NOT NULL,
+        phase VARCHAR NOT NULL,
+        task VARCHAR NOT NULL,
+        task_hash VARCHAR NOT NULL,
+        method_hash VARCHAR NOT NULL,
+        method_json VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        error VARCHAR NOT NULL,
+        cpu_seconds DOUBLE NOT NULL,
+        wall_seconds DOUBLE NOT NULL,
+        code_version VARCHAR NOT NULL,
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, task_hash, method_hash, seed)
     """,
@@ -86,6 +122,8 @@ TABLES: dict[str, str] = {
         seeds VARCHAR NOT NULL,
         dev_pgr DOUBLE,
         budget_left INTEGER NOT NULL,
+        error VARCHAR,
+        charge INTEGER NOT NULL DEFAULT 1,
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         PRIMARY KEY (study_id, agent_id, round, method_hash)
     """,
@@ -211,7 +249,8 @@ VIEWS: dict[str, str] = {
         ranked AS (
             SELECT m.*, c.family, c.proposed_by, c.first_round,
                    m.n_seeds >= CAST(json_extract(s.config_json, '$.quick_seeds') AS INTEGER)
-                       AS min_seeds_met
+                       AS min_seeds_met,
+                   m.mean_dev_pgr > 1.2 AS leak_suspected  -- hacking.IMPLAUSIBLE_PGR
             FROM measured m
             JOIN scored c USING (study_id, method_hash)
             JOIN studies s USING (study_id)
@@ -219,10 +258,10 @@ VIEWS: dict[str, str] = {
         SELECT study_id,
                CAST(row_number() OVER (
                    PARTITION BY study_id
-                   ORDER BY min_seeds_met DESC, mean_dev_pgr DESC, method_hash
+                   ORDER BY min_seeds_met DESC, leak_suspected, mean_dev_pgr DESC, method_hash
                ) AS BIGINT) AS rank,
                method_hash, method_json, family, n_seeds, mean_dev_pgr, se_dev_pgr,
-               proposed_by, first_round, min_seeds_met
+               proposed_by, first_round, min_seeds_met, leak_suspected
         FROM ranked
     """,
     "cost_per_agent": """

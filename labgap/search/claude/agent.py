@@ -2,15 +2,17 @@
 
 Claude wants experiment results inside its conversation, so instead of the embedded agents'
 propose/observe batches it reaches the `Lab` through tools during its round. The guarantees are
-the embedded agents': the agent never sees labels or runs code, it only chooses validated
-`MethodSpec`s, and every number it sees or posts is the pipeline's.
+the embedded agents': the agent never sees labels, it only chooses validated `MethodSpec`s or
+method programs (code it writes, checked here without running it and run only by the lab, in its
+sandbox), and every number it sees or posts is the pipeline's.
 
 Every message (round prompt, model response, tool results) is appended to a `ConversationLog` as
 it happens and every API call is recorded, so a crashed round resumes from the log: the
 conversation is rebuilt, a stored response whose tools were not answered yet gets its tools run
 again (pipeline-side and free) and no request whose response is stored is ever sent again. The
-agent's own state (scored methods, posts, submissions, tool calls) is always replayed from the
-JSON tool results it stored (see transcript.py), so live runs and resumed runs share one code path.
+agent's own state (programs, scored methods, posts, submissions, tool calls) is always replayed
+from the tool calls and JSON results it stored (see transcript.py), so live runs and resumed runs
+share one code path. What each tool does is dispatch.py's.
 """
 
 import json
@@ -21,7 +23,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import anthropic
-from pydantic import ValidationError
 
 from labgap.llm.budgets import (
     Spend,
@@ -34,25 +35,9 @@ from labgap.llm.budgets import (
 from labgap.llm.client import CallFailed, LLMCall, call_with_retries, make_client
 from labgap.llm.settings import AgentBudget, ClaudeSettings
 from labgap.search.agent import ForumPost, Lab, RoundOutcome
+from labgap.search.claude.dispatch import ToolContext, run_tool
 from labgap.search.claude.prompts import round_prompt, system_prompt
-from labgap.search.claude.tools import (
-    TOOL_NAMES,
-    TOOLS,
-    MethodChoiceInput,
-    NoInput,
-    RunExperimentsInput,
-    ToolRefused,
-    best_finding,
-    describe_validation_error,
-    experiments_payload,
-    finding_post,
-    forum_payload,
-    method_space,
-    parse_input,
-    post_payload,
-    submission_payload,
-    tool_result,
-)
+from labgap.search.claude.tools import TOOLS, best_finding, tool_result
 from labgap.search.claude.transcript import (
     ConversationLog,
     StoredMessage,
@@ -60,14 +45,15 @@ from labgap.search.claude.transcript import (
     wire_messages,
 )
 from labgap.search.directions import ResearchDirection
-from labgap.search.scoring import BudgetExhausted
 
 logger = logging.getLogger(__name__)
 
 
 class ClaudeAgent:
     """One research agent as a Claude conversation with tools (see the module docstring); an
-    `Agent` of `labgap.search.agent`."""
+    `Agent` of `labgap.search.agent`. `allow_unsandboxed_programs` lets it write programs where
+    this machine cannot fully sandbox them (the study config's flag; off: write_program is
+    refused there)."""
 
     def __init__(
         self,
@@ -83,8 +69,10 @@ class ClaudeAgent:
         client: anthropic.Anthropic | None = None,
         slot: Callable[[], AbstractContextManager] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        allow_unsandboxed_programs: bool = False,
     ):
         self.agent_id = agent_id
+        self.allow_unsandboxed_programs = allow_unsandboxed_programs
         self.direction = direction
         self.settings = settings
         self.budget = budget or settings.agent_budget
@@ -296,6 +284,15 @@ class ClaudeAgent:
         """Run every tool call of a model response, in order and each seeing the effects of the
         ones before, and store the results as one message. Once a submission has ended the round
         or a tool-call budget is reached, the remaining calls are answered as not run (free)."""
+        context = ToolContext(
+            agent_id=self.agent_id,
+            round=message.round,
+            transcript=self._transcript,
+            forum=forum,
+            lab=lab,
+            forum_posts_shown=self.settings.forum_posts_shown,
+            allow_unsandboxed_programs=self.allow_unsandboxed_programs,
+        )
         results = []
         refusal = None
         for block in message.tool_uses:
@@ -307,7 +304,7 @@ class ClaudeAgent:
                 result = tool_result(block["id"], {"error": f"not run: {refusal}", "not_run": True})
             else:
                 try:
-                    result = self._run_tool(message.round, block, forum, lab)
+                    result = run_tool(block, context)
                 except BaseException:
                     self.study_budget.settle(Spend(tool_calls=1), Spend())
                     raise
@@ -315,68 +312,3 @@ class ClaudeAgent:
             self._transcript.record(message.round, block, result)
             results.append(result)
         self._append(message.round, "user", "tool_results", results)
-
-    def _run_tool(
-        self, round: int, block: dict[str, Any], forum: list[ForumPost], lab: Lab
-    ) -> dict[str, Any]:
-        name, tool_input = block["name"], block["input"]
-        scored = self._transcript.scored
-        try:
-            if name == "describe_method_space":
-                parse_input(NoInput, tool_input)
-                payload = method_space()
-            elif name == "read_forum":
-                parse_input(NoInput, tool_input)
-                payload = self._read_forum(round, forum)
-            elif name == "run_experiments":
-                request = parse_input(RunExperimentsInput, tool_input)
-                payload = self._run_experiments(round, request, lab)
-            elif name == "post_finding":
-                choice = parse_input(MethodChoiceInput, tool_input)
-                payload = {
-                    "posted": post_payload(finding_post(self.agent_id, round, choice, scored))
-                }
-            elif name == "submit_method":
-                choice = parse_input(MethodChoiceInput, tool_input)
-                payload = submission_payload(choice, scored)
-            else:
-                return tool_result(
-                    block["id"], {"error": f"unknown tool {name!r}; the tools are {TOOL_NAMES}"}
-                )
-        except ValidationError as error:
-            return tool_result(
-                block["id"],
-                {"error": f"invalid input for {name}: {describe_validation_error(error)}"},
-            )
-        except ToolRefused as refused:
-            return tool_result(block["id"], {"error": str(refused)})
-        return tool_result(block["id"], payload, is_error=False)
-
-    def _read_forum(self, round: int, forum: list[ForumPost]) -> dict[str, Any]:
-        """The bounded forum (see `forum_payload`); the forum only changes between rounds, so a
-        second read in a round points back to the first instead of repeating it."""
-        if round in self._transcript.forum_read:
-            return {"unchanged": True, "message": "As you read it earlier this round."}
-        return forum_payload(forum, self.agent_id, self.settings.forum_posts_shown)
-
-    def _run_experiments(
-        self, round: int, request: RunExperimentsInput, lab: Lab
-    ) -> dict[str, Any]:
-        """Score the methods with the lab, one scoring call per method, in order. An answer is
-        free when the lab returns a call of an earlier round, or of a method already charged this
-        round (or earlier in this request): the lab holds one call per agent, round and method."""
-        try:
-            calls = lab.score(self.agent_id, round, request.methods, request.n_seeds)
-        except BudgetExhausted as exhausted:
-            raise ToolRefused(f"dev-scoring budget: {exhausted}; nothing was scored") from None
-        if [call.method_hash for call in calls] != [m.method_hash for m in request.methods]:
-            raise RuntimeError(
-                f"the lab returned {len(calls)} scoring call(s) that do not match, in order, the "
-                f"{len(request.methods)} method(s) asked"
-            )
-        charged = {method for when, method in self._transcript.charged if when == round}
-        free = []
-        for call in calls:
-            free.append(call.round != round or call.method_hash in charged)
-            charged.add(call.method_hash)
-        return experiments_payload(request.methods, calls, free, request.n_seeds)

@@ -25,9 +25,13 @@ Its region of the method space: {space_summary}. Start there; step outside it wh
 yours or the forum's, says so.
 
 Rules:
-- You never see labels, data or code, and you never run code. You choose methods; the pipeline \
-trains and scores them and returns each method's mean PGR on a dev split. Nothing else is returned.
-- Every new method you run costs one dev-scoring call; asking again for a method already scored \
+- You never see labels or data. You choose methods: a MethodSpec (settings of the pipeline's own \
+trainer), or a method program, Python code you write with write_program or take from the library \
+(describe_method_space) or the forum (read_program). The pipeline trains and scores them (programs \
+in a sandbox, without labels) and returns each method's mean PGR on a dev split, or the error a \
+program's run ended with. Nothing else is returned.
+- Every new method you run costs one dev-scoring call (a heavy program more: it is charged by the \
+CPU seconds it uses); asking again for a method already scored \
 for you on the same seeds is free and returns the recorded score. Scoring calls, tool calls, \
 tokens and dollars are limited: spend them on informative experiments.
 - {min_seeds_rule}
@@ -40,6 +44,25 @@ round, and tool calls after it in the same message are not run.
 - Only the pipeline's numbers count: the leaderboard and the winner come from its own trials, and \
 the winner is re-run on fresh seeds and a held-out test split that no agent ever sees.
 """
+
+PROGRAM_INTERFACE = """\
+A method program is Python source with a top-level `fit_predict(data)` that returns class \
+probabilities for every evaluation row: an array of shape (len(data.eval_features), \
+data.n_classes), non-negative, each row summing to 1. `data` has: train_features (float32, the \
+strong model's view of the weak-to-strong training rows); teacher_probs (the weak teacher's \
+probabilities on those rows: the only supervision, no labels exist in the sandbox); eval_features \
+(the dev and test rows, shuffled, unlabeled: predict them all); n_classes; seed (seed every random \
+draw from it); recipe (the task's training settings: epochs, lr, weight_decay, hidden, dropout, \
+batch_size); params (the values of your PARAMS). Optional tunable parameters: a literal top-level \
+`PARAMS = {"k": {"type": "int", "low": 5, "high": 40, "default": 15}, ...}` with types int, float \
+(may add "log": true), bool and choice (with "values": [...]); every parameter needs a default. \
+Imports: numpy, scipy, sklearn, torch and w2s_kit. w2s_kit.train_mlp(features, targets, recipe, \
+seed, weights=None) trains the task's strong student (an MLP per the recipe; hidden=0 is a linear \
+probe) on soft targets (rows summing to 1, e.g. teacher_probs or one-hot rows), with optional \
+non-negative per-row weights, and returns a model with .predict_proba(features); \
+w2s_kit.recipe_with(recipe, epochs=5) is a changed copy of a recipe. The program runs in a sandbox: \
+no network, no files outside its working directory, CPU, memory and time limits. A program that \
+raises, runs out of time or returns bad output fails, and run_experiments tells you the error."""
 
 MIN_SEEDS_RULE = """\
 A method is only eligible to win when the pipeline has scored it on at least {min_seeds} seeds \

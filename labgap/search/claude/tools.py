@@ -1,5 +1,5 @@
-"""A Claude agent's tools: their definitions as the model sees them, the models that validate
-their inputs, and the JSON payloads the pipeline answers with.
+"""A Claude agent's tools: their definitions as the model sees them and the JSON payloads the
+pipeline answers with (their inputs' models are in inputs.py).
 
 The agent (agent.py) runs them; everything here is pure. The payloads are also what a stored
 conversation is replayed from (transcript.py), so their shape is part of the stored format.
@@ -7,17 +7,23 @@ conversation is replayed from (transcript.py), so their shape is part of the sto
 
 import json
 import math
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from labgap.llm.settings import CLAUDE_MAX_SEEDS as MAX_SEEDS
+from labgap.methods.kinds import Method
 from labgap.methods.spec import PRESETS, MethodSpec
-from labgap.search.agent import ForumPost, ScoredMethod, describe_method
-from labgap.search.scoring import ScoringCall
+from labgap.programs.method import MAX_SOURCE_CHARS, ProgramMethod
+from labgap.search.agent import ForumPost, ScoredMethod
+from labgap.search.claude.inputs import (
+    MAX_METHODS_PER_CALL,
+    MAX_RATIONALE_CHARS,
+    MAX_SEEDS,
+    PROGRAM_ID_PATTERN,
+    PROGRAM_NAME_PATTERN,
+    MethodChoiceInput,
+)
+from labgap.search.claude.prompts import PROGRAM_INTERFACE
+from labgap.search.scoring import PROGRAM_CPU_SECONDS_PER_CALL, ScoringCall
 
-MAX_METHODS_PER_CALL = 5
-MAX_RATIONALE_CHARS = 2000
 FORUM_NOTE_CHARS = 300
 """How much of a post's rationale `read_forum` shows: enough for the idea, not for a sermon."""
 CHARGED = "1 dev-scoring call"
@@ -34,38 +40,23 @@ FORUM_NOTICE = (
 )
 
 
-class RunExperimentsInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    methods: list[MethodSpec] = Field(min_length=1, max_length=MAX_METHODS_PER_CALL)
-    n_seeds: int | None = Field(None, ge=1, le=MAX_SEEDS)
-
-
-class MethodChoiceInput(BaseModel):
-    """The input of `post_finding` and `submit_method`."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    method: MethodSpec
-    rationale: str = Field(min_length=1, max_length=MAX_RATIONALE_CHARS)
-
-
-class NoInput(BaseModel):
-    """The input of `describe_method_space` and `read_forum`: nothing."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-Input = TypeVar("Input", bound=BaseModel)
-
-
-def parse_input(model: type[Input], tool_input: dict[str, Any]) -> Input:
-    """A tool's input, validated strictly (nested `MethodSpec`s included): the model must send
-    `2`, not `"2"`, and `true`, not `"yes"`; nothing is silently coerced."""
-    return model.model_validate(tool_input, strict=True)
-
-
 def tool_definitions() -> list[dict[str, Any]]:
     """The tools' JSON schemas; MethodSpec's schema is inlined so the model sees every range."""
-    method = MethodSpec.model_json_schema()
+    program_ref = {
+        "type": "object",
+        "description": "a method program, by id, with parameter values (omitted: defaults)",
+        "properties": {
+            "program_id": {"type": "string", "pattern": PROGRAM_ID_PATTERN},
+            "params": {
+                "type": "object",
+                "additionalProperties": {"type": ["boolean", "number", "string"]},
+            },
+        },
+        "required": ["program_id"],
+        "additionalProperties": False,
+    }
+    method = {"anyOf": [MethodSpec.model_json_schema(), program_ref]}
+    program_id = {"type": "string", "pattern": PROGRAM_ID_PATTERN}
     choice = {
         "type": "object",
         "properties": {
@@ -80,8 +71,9 @@ def tool_definitions() -> list[dict[str, Any]]:
         {
             "name": "describe_method_space",
             "description": (
-                "The method space: the JSON schema of a method (every field, its range and "
-                "meaning) and the named presets. Free."
+                "The method space: the JSON schema of a MethodSpec (every field, its range and "
+                "meaning), the named presets, and the method programs of the library (names, "
+                "program ids, parameters). Free."
             ),
             "input_schema": no_input,
         },
@@ -90,11 +82,16 @@ def tool_definitions() -> list[dict[str, Any]]:
             "description": (
                 "Have the pipeline train and score methods: each method runs on n_seeds seeds of "
                 "the lab task (leave n_seeds out for the study's minimum) and you get back its "
-                "mean dev-split PGR (3 decimals; null when undefined) and the seeds it used. Each "
-                "new method costs one dev-scoring call from your budget; a method you already had "
-                "scored on the same seeds is answered free from the record. At most "
-                f"{MAX_METHODS_PER_CALL} methods per call. Omitted fields take their defaults; "
-                "training settings left null follow the task's recipe. knn_k is 0 (off) or 5-50."
+                "mean dev-split PGR (3 decimals; null when undefined) and the seeds it used. A "
+                'method is a MethodSpec or a program, {"program_id": ..., "params": {...}} '
+                "(yours, the forum's or the library's; parameters left out take their defaults). "
+                "A program that failed has null dev_pgr and its error. Each new method costs one "
+                "dev-scoring call from your budget (a program one more per "
+                f"{PROGRAM_CPU_SECONDS_PER_CALL:g} CPU seconds per seed it uses beyond the first "
+                f"{PROGRAM_CPU_SECONDS_PER_CALL:g}); a method you already had scored on the same "
+                f"seeds is answered free from the record. At most {MAX_METHODS_PER_CALL} methods "
+                "per call. Omitted MethodSpec fields take their defaults; training settings left "
+                "null follow the task's recipe. knn_k is 0 (off) or 5-50."
             ),
             "input_schema": {
                 "type": "object",
@@ -136,6 +133,42 @@ def tool_definitions() -> list[dict[str, Any]]:
             ),
             "input_schema": choice,
         },
+        {
+            "name": "write_program",
+            "description": (
+                "Write a method program (Python); run it with run_experiments by the program_id "
+                "this returns, with the parameters it declares. Checked here without running it: "
+                "a syntax or interface error comes back so you can fix it and write it again. "
+                "Free (no dev-scoring call). " + PROGRAM_INTERFACE
+            ),
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": PROGRAM_NAME_PATTERN},
+                    "source": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_CHARS},
+                    "rationale": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_RATIONALE_CHARS,
+                    },
+                },
+                "required": ["name", "source", "rationale"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "read_program",
+            "description": (
+                "The source and parameters of a program you may use: one you wrote, one posted "
+                "in the forum, or a library program. Free."
+            ),
+            "input_schema": {
+                "type": "object",
+                "properties": {"program_id": program_id},
+                "required": ["program_id"],
+                "additionalProperties": False,
+            },
+        },
     ]
 
 
@@ -155,14 +188,6 @@ def tool_result(tool_use_id: str, payload: dict[str, Any], is_error: bool = True
         "content": json.dumps(payload),
         "is_error": is_error,
     }
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """Pydantic's errors, one line each, without its documentation links."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'input'}: {item['msg']}"
-        for item in error.errors(include_url=False)
-    )
 
 
 def method_space() -> dict[str, Any]:
@@ -205,7 +230,7 @@ def forum_entry(post: ForumPost, yours: bool) -> dict[str, Any]:
         "agent_id": post.agent_id,
         "yours": yours,
         "method": method_json(post.method),
-        "summary": describe_method(post.method),
+        "summary": post.method.describe(),
         "dev_pgr": shown_pgr(post.dev_pgr),
         "n_seeds": post.n_seeds,
         "untrusted_note": note,
@@ -221,17 +246,34 @@ def n_seeds_of(call: ScoringCall) -> int:
     return len(json.loads(call.seeds))
 
 
+def free_answers(calls: list[ScoringCall], round: int, charged: set[str]) -> list[bool]:
+    """Which of the lab's answers were free: a call of an earlier round, or of a method already
+    charged this round (`charged`, by method hash) or earlier in the same request."""
+    charged = set(charged)
+    free = []
+    for call in calls:
+        free.append(call.round != round or call.method_hash in charged)
+        charged.add(call.method_hash)
+    return free
+
+
 def experiments_payload(
-    methods: list[MethodSpec], calls: list[ScoringCall], free: list[bool], asked: int | None
+    methods: list[Method], calls: list[ScoringCall], free: list[bool], asked: int | None
 ) -> dict[str, Any]:
     """The `run_experiments` payload: each method with the pipeline's mean dev PGR (rounded;
     undefined when not finite) and the seeds the score really used, which differ from the
     `asked` count when the lab answered from an earlier call of the same round. A `free` answer
-    says so, and when it was scored."""
+    says so, and when it was scored. A method whose trials failed (a program that raised, timed
+    out or returned bad output) has the call's error and no dev PGR."""
     results = []
     for method, call, was_free in zip(methods, calls, free, strict=True):
         n_seeds = n_seeds_of(call)
         cost = CHARGED
+        if call.charge > 1:
+            cost = (
+                f"{call.charge} dev-scoring calls: the program used more than "
+                f"{PROGRAM_CPU_SECONDS_PER_CALL:g} CPU seconds per seed"
+            )
         if was_free:
             cost = f"free: already scored for you in round {call.round}"
             if asked is not None and asked != n_seeds:
@@ -239,25 +281,32 @@ def experiments_payload(
                     f" on {n_seeds} seed(s), not {asked}; a method is scored once per round, "
                     "so ask for other seeds in a later round"
                 )
-        results.append(
-            {
-                "method": method_json(method),
-                "summary": describe_method(method),
-                "dev_pgr": shown_pgr(call.dev_pgr),
-                "n_seeds": n_seeds,
-                "cost": cost,
-            }
-        )
+        result = {
+            "method": method_json(method),
+            "summary": method.describe(),
+            "dev_pgr": shown_pgr(call.dev_pgr) if call.error is None else None,
+            "n_seeds": n_seeds,
+            "cost": cost,
+        }
+        if call.error is not None:
+            result["error"] = call.error
+        results.append(result)
     return {"results": results}
 
 
 def finding_post(
-    agent_id: int, round: int, choice: MethodChoiceInput, scored: list[ScoredMethod]
+    agent_id: int,
+    round: int,
+    choice: MethodChoiceInput,
+    scored: list[ScoredMethod],
+    method: Method | None = None,
 ) -> ForumPost:
-    """What `post_finding` posts: the chosen method with its latest pipeline score. Refused for a
-    method the pipeline has not scored for the agent, or whose dev PGR is undefined."""
+    """What `post_finding` posts: the chosen method (`method`, when the choice names a program)
+    with its latest pipeline score. Refused for a method the pipeline has not scored for the
+    agent, or whose dev PGR is undefined."""
+    method = method or choice.method
     latest = {item.method.method_hash: item for item in latest_scores(scored)}
-    found = latest.get(choice.method.method_hash)
+    found = latest.get(method.method_hash)
     if found is None or found.dev_pgr is None:
         raise ToolRefused(
             "only a method the pipeline has scored for you (with a defined dev PGR) can be "
@@ -266,7 +315,7 @@ def finding_post(
     return ForumPost(
         round=round,
         agent_id=agent_id,
-        method=choice.method,
+        method=method,
         dev_pgr=found.dev_pgr,
         n_seeds=found.n_seeds,
         rationale=choice.rationale,
@@ -279,22 +328,29 @@ def post_payload(post: ForumPost) -> dict[str, Any]:
     return {
         **post.model_dump(mode="json", exclude={"rationale"}),
         "method": method_json(post.method),
-        "summary": describe_method(post.method),
+        "summary": post.method.describe(),
         "dev_pgr": shown_pgr(post.dev_pgr),
     }
 
 
-def method_json(method: MethodSpec) -> dict[str, Any]:
-    """A method as the model reads it: only the fields not at their defaults."""
+def method_json(method: Method) -> dict[str, Any]:
+    """A method as the model reads it: a MethodSpec's fields not at their defaults, or a
+    program's id, name and parameter values (its source is read with read_program)."""
+    if isinstance(method, ProgramMethod):
+        return {"program_id": method.program_id, "name": method.name, "params": method.params}
     return method.model_dump(mode="json", exclude_defaults=True)
 
 
-def submission_payload(choice: MethodChoiceInput, scored: list[ScoredMethod]) -> dict[str, Any]:
-    """The `submit_method` payload (the rationale stays in the tool call's input)."""
-    was_scored = any(item.method == choice.method for item in scored)
+def submission_payload(
+    choice: MethodChoiceInput, scored: list[ScoredMethod], method: Method | None = None
+) -> dict[str, Any]:
+    """The `submit_method` payload (the rationale stays in the tool call's input); `method` is
+    the chosen method when the choice names a program."""
+    method = method or choice.method
+    was_scored = any(item.method.method_hash == method.method_hash for item in scored)
     return {
-        "submitted": method_json(choice.method),
-        "summary": describe_method(choice.method),
+        "submitted": method_json(method),
+        "summary": method.describe(),
         "scored_before": was_scored,
         "message": "Submission recorded. Your round is over.",
     }
@@ -319,9 +375,7 @@ def best_finding(
         method=best.method,
         dev_pgr=best.dev_pgr,
         n_seeds=best.n_seeds,
-        rationale=(
-            f"{describe_method(best.method)}: best of {n_scored} scored in '{direction_title}'"
-        ),
+        rationale=(f"{best.method.describe()}: best of {n_scored} scored in '{direction_title}'"),
     )
 
 

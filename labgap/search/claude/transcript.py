@@ -2,8 +2,8 @@
 and how they go back over the wire.
 
 Every message (round prompt, model response, tool results) is stored as it happens, and the
-agent's state (scored methods, posts, submissions, tool calls) is always replayed from the JSON
-tool results it stored, so live runs and resumed runs share one code path.
+agent's state (programs, scored methods, posts, submissions, tool calls) is always replayed from
+the JSON tool results it stored, so live runs and resumed runs share one code path.
 """
 
 import json
@@ -13,8 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labgap.llm.budgets import Spend
 from labgap.llm.client import LLMCall
+from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
+from labgap.programs.method import ProgramMethod, make_program
 from labgap.search.agent import ForumPost, ScoredMethod
+from labgap.search.claude.programs import PROGRAM_SOURCES, learned_programs
 from labgap.search.claude.tools import CHARGED
 
 
@@ -56,15 +59,18 @@ class ConversationLog(Protocol):
 
 
 class Transcript:
-    """An agent's state, replayed from its stored conversation: what the pipeline scored for it
+    """An agent's state, replayed from its stored conversation: the programs it wrote (`written`,
+    by id) or used (`programs`: both, at their defaults, by id), what the pipeline scored for it
     (and which of those scorings were charged, by round and method hash), its posts and
     submissions per round, the rounds in which it read the forum, and the tool calls it used."""
 
     def __init__(self, messages: list[StoredMessage]):
+        self.programs: dict[str, ProgramMethod] = {}
+        self.written: set[str] = set()
         self.scored: list[ScoredMethod] = []
         self.charged: set[tuple[int, str]] = set()
         self.posts: dict[int, ForumPost] = {}
-        self.submissions: dict[int, tuple[MethodSpec, str]] = {}
+        self.submissions: dict[int, tuple[Method, str]] = {}
         self.forum_read: set[int] = set()
         self.tool_calls = 0
         tool_uses: dict[str, dict[str, Any]] = {}
@@ -83,27 +89,47 @@ class Transcript:
         self.tool_calls += 1
         if result.get("is_error"):
             return
+        for program in learned_programs(result):
+            self.programs.setdefault(program.program_id, program)
         rationale = tool_use["input"].get("rationale")
-        if tool_use["name"] == "run_experiments":
-            for item in payload["results"]:
-                method = MethodSpec.model_validate(item["method"])
-                self.scored.append(
-                    ScoredMethod(
-                        round=round, method=method, dev_pgr=item["dev_pgr"], n_seeds=item["n_seeds"]
-                    )
+        if tool_use["name"] == "write_program":
+            program = make_program(tool_use["input"]["source"], tool_use["input"]["name"])
+            if program.program_id != payload["program_id"]:
+                raise ValueError(
+                    f"write_program answered {payload['program_id']}, not {program.program_id}"
                 )
-                if item.get("cost", CHARGED) == CHARGED:
+            self.programs[program.program_id] = program
+            self.written.add(program.program_id)
+        elif tool_use["name"] == "run_experiments":
+            for item in payload["results"]:
+                method = self._method(item["method"])
+                scored = ScoredMethod(
+                    round=round, method=method, dev_pgr=item["dev_pgr"], n_seeds=item["n_seeds"]
+                )
+                self.scored.append(scored)
+                if not item.get("cost", CHARGED).startswith("free"):
                     self.charged.add((round, method.method_hash))
         elif tool_use["name"] == "post_finding":
             posted = {**payload["posted"], "rationale": rationale}
-            self.posts[round] = ForumPost.model_validate(
-                {key: posted[key] for key in ForumPost.model_fields}
-            )
+            posted["method"] = self._method(posted["method"])
+            self.posts[round] = ForumPost(**{key: posted[key] for key in ForumPost.model_fields})
         elif tool_use["name"] == "submit_method":
-            method = MethodSpec.model_validate(payload["submitted"])
-            self.submissions[round] = (method, rationale)
+            self.submissions[round] = (self._method(payload["submitted"]), rationale)
         elif tool_use["name"] == "read_forum":
             self.forum_read.add(round)
+
+    def _method(self, shown: dict[str, Any]) -> Method:
+        """A method from its stored form (`tools.method_json`): a program's source is the one
+        the transcript learned when the agent wrote or first used it."""
+        if "program_id" not in shown:
+            return MethodSpec.model_validate(shown)
+        source = self.programs[shown["program_id"]].source
+        return ProgramMethod(
+            name=shown["name"],
+            program_id=shown["program_id"],
+            params=shown["params"],
+            source=source,
+        )
 
 
 def recorded_spend(log: ConversationLog, agent_ids: list[int]) -> Spend:
@@ -139,4 +165,6 @@ def _wire_block(block: dict[str, Any]) -> dict[str, Any] | None:
         return {"type": "text", "text": block["text"]} if block["text"] else None
     if block["type"] == "tool_use":
         return {key: block[key] for key in ("type", "id", "name", "input")}
+    if block["type"] == "tool_result":
+        return {key: value for key, value in block.items() if key != PROGRAM_SOURCES}
     return block

@@ -1,0 +1,1 @@
+../../labgap/programs/library/co_training.py

@@ -1,0 +1,1 @@
+../../labgap/programs/library/curriculum_self_training.py

@@ -1,0 +1,1 @@
+../../labgap/programs/library/em_relabel.py

@@ -1,0 +1,1 @@
+../../labgap/programs/library/overlap_filter.py
