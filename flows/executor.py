@@ -8,6 +8,7 @@ from contextvars import copy_context
 
 from prefect import unmapped
 from prefect.context import TaskRunContext
+from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
@@ -16,6 +17,7 @@ from labgap.data.tasks import TaskSpec
 from labgap.engine.w2s import Outcome
 from labgap.methods.kinds import Method
 from labgap.programs.sandbox import SandboxLimits
+from labgap.trials import Done
 from tasks.experiments import (
     DaskWorkerSetup,
     init_worker,
@@ -23,6 +25,10 @@ from tasks.experiments import (
     run_experiment,
     start_worker,
 )
+
+STREAM_GROUP = 4
+"""Finished trials recorded together: one quality gate per group keeps the flow process's work
+per trial small, and a kill loses at most this many finished but unrecorded trials."""
 
 
 class PrefectExecutor:
@@ -32,8 +38,12 @@ class PrefectExecutor:
         self.runner = runner
         self.limits = limits
 
-    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]:
-        """Task runs are named and tagged by stage, so the UI can group and filter them."""
+    def run(
+        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+    ) -> list[Outcome]:
+        """Task runs are named and tagged by stage, so the UI can group and filter them. Results
+        reach `done` in completion order, a few at a time (each group is gated and recorded at
+        once), so a killed study keeps every trial that had finished."""
         seeds = sorted({seed for _, seed in runs})
         prepare = prepare_reference.with_options(tags={phase})
         self.runner.map(prepare, {"task_spec": unmapped(task), "seed": seeds}).result()
@@ -49,6 +59,16 @@ class PrefectExecutor:
                 "limits": unmapped(self.limits),
             },
         )
+        pending: list[Outcome] = []
+        try:
+            for future in as_completed(futures):
+                pending.append(future.result())
+                if len(pending) >= STREAM_GROUP:
+                    done(pending)
+                    pending = []
+        finally:
+            if pending:  # what finished before the end, or before a failure or a cancellation
+                done(pending)
         return futures.result()
 
 

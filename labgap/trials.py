@@ -2,8 +2,9 @@
 
 A trial is identified by its task, method and seed, so it is run at most once per study: trials
 already recorded (a resumed study) or already run by an earlier stage are served from the book,
-only the missing ones go to the executor, and each finished batch is handed to `on_new` (the
-flow records it) before anyone uses it. A failed trial (a program that raised or timed out) is
+only the missing ones go to the executor, and finished trials are handed to `on_new` (the flow
+records them) as they complete, in small groups, before anyone uses them: a killed study loses
+only the trials in flight. A failed trial (a program that raised or timed out) is
 known too: it is recorded once, never run again, and never scored.
 """
 
@@ -29,11 +30,17 @@ class RecordedTrial(BaseModel):
     trial: TrialResult
 
 
-class Executor(Protocol):
-    """Runs experiments; returns one outcome per (method, seed), in the order asked. `phase`
-    (search, confirm, transfer) only labels the runs."""
+Done = Callable[[list[Outcome]], None]
+"""Hears of finished outcomes as they complete (a few at a time), before `run` returns."""
 
-    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]: ...
+
+class Executor(Protocol):
+    """Runs experiments; returns one outcome per (method, seed), in the order asked, and hands
+    each to `done` as soon as it completes. `phase` (search, confirm, transfer) only labels them."""
+
+    def run(
+        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+    ) -> list[Outcome]: ...
 
 
 class LocalExecutor:
@@ -43,8 +50,14 @@ class LocalExecutor:
         self.engine = engine
         self.limits = limits
 
-    def run(self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str) -> list[Outcome]:
-        return [self.engine.run(task, method, seed, self.limits) for method, seed in runs]
+    def run(
+        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+    ) -> list[Outcome]:
+        outcomes = []
+        for method, seed in runs:
+            outcomes.append(self.engine.run(task, method, seed, self.limits))
+            done(outcomes[-1:])
+        return outcomes
 
 
 class TrialBook:
@@ -81,14 +94,17 @@ class TrialBook:
             }.values()
         )
         if missing:
-            fresh = self._executor.run(task, missing, phase)
-            self._on_new(phase, batch, fresh)
-            for outcome in fresh:
-                key = _key(outcome.task_hash, outcome.method_hash, outcome.seed)
-                if isinstance(outcome, TrialFailure):
-                    self._failed[key] = outcome
-                else:
-                    self._known[key] = RecordedTrial(phase=phase, trial=outcome)
+
+            def done(outcomes: list[Outcome]) -> None:
+                self._on_new(phase, batch, outcomes)
+                for outcome in outcomes:
+                    key = _key(outcome.task_hash, outcome.method_hash, outcome.seed)
+                    if isinstance(outcome, TrialFailure):
+                        self._failed[key] = outcome
+                    else:
+                        self._known[key] = RecordedTrial(phase=phase, trial=outcome)
+
+            self._executor.run(task, missing, phase, done)
             self._on_progress(task.name, len(missing), len(wanted) - len(missing))
         keys = [_key(task.task_hash, m.method_hash, s) for m, s in wanted]
         return [self._known[key].trial for key in keys if key in self._known]

@@ -1,5 +1,7 @@
 """The trial book: each (task, method, seed) runs once per study, recorded before it is used."""
 
+import pytest
+
 from labgap.engine.w2s import W2SEngine
 from labgap.methods.spec import PRESETS
 from labgap.trials import LocalExecutor, RecordedTrial, TrialBook
@@ -12,12 +14,14 @@ class CountingExecutor(LocalExecutor):
         super().__init__(W2SEngine())
         self.batches: list[list[tuple[str, int]]] = []
 
-    def run(self, task, runs, phase):
+    def run(self, task, runs, phase, done):
         self.batches.append([(method.method_hash, seed) for method, seed in runs])
-        return super().run(task, runs, phase)
+        return super().run(task, runs, phase, done)
 
 
-def test_missing_trials_run_once_as_one_batch_and_are_handed_over_first(tiny_binary_task):
+def test_missing_trials_run_once_as_one_batch_and_are_handed_over_as_they_complete(
+    tiny_binary_task,
+):
     executor, handed = CountingExecutor(), []
     book = TrialBook(
         executor, [], lambda phase, batch, trials: handed.append((phase, batch, trials))
@@ -31,8 +35,8 @@ def test_missing_trials_run_once_as_one_batch_and_are_handed_over_first(tiny_bin
     ]
     again = book.trials(tiny_binary_task, [LOGCONF, VANILLA], [1, 2], "confirm", "fresh")
     assert executor.batches[1] == [(LOGCONF.method_hash, 2), (VANILLA.method_hash, 2)]
-    assert [phase for phase, _, _ in handed] == ["search", "confirm"]
-    assert len(handed[1][2]) == 2
+    assert [phase for phase, _, _ in handed] == ["search"] * 4 + ["confirm"] * 2
+    assert all(len(outcomes) == 1 for _, _, outcomes in handed)
     assert again[0] == first[3]
     assert book.has(tiny_binary_task, LOGCONF, 2)
     assert {t.seed for t in book.of_phase(tiny_binary_task, "search")} == {0, 1}
@@ -49,3 +53,29 @@ def test_recorded_trials_are_served_without_running(tiny_binary_task):
     )
     assert book.trials(tiny_binary_task, [VANILLA], [0], "search", "b") == [trial]
     assert executor.batches == [] and handed == []
+
+
+class InterruptedExecutor(LocalExecutor):
+    """Finishes `finish` trials of a batch, then is killed (Ctrl-C) while the rest are in flight."""
+
+    def __init__(self, finish: int):
+        super().__init__(W2SEngine())
+        self.finish = finish
+
+    def run(self, task, runs, phase, done):
+        for method, seed in runs[: self.finish]:
+            done([self.engine.run(task, method, seed)])
+        raise KeyboardInterrupt
+
+
+def test_a_kill_in_the_middle_of_a_batch_keeps_the_trials_that_had_completed(tiny_binary_task):
+    handed = []
+    book = TrialBook(InterruptedExecutor(finish=3), [], lambda *args: handed.append(args))
+    with pytest.raises(KeyboardInterrupt):
+        book.trials(tiny_binary_task, [VANILLA, LOGCONF], [0, 1], "search", "round0")
+    assert sum(len(outcomes) for _, _, outcomes in handed) == 3
+    recorded = [RecordedTrial(phase="search", trial=t) for _, _, ts in handed for t in ts]
+    executor = CountingExecutor()
+    resumed = TrialBook(executor, recorded, lambda *args: None)
+    resumed.trials(tiny_binary_task, [VANILLA, LOGCONF], [0, 1], "search", "round0")
+    assert executor.batches == [[(LOGCONF.method_hash, 1)]]  # only the trial in flight

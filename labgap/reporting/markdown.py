@@ -133,11 +133,16 @@ def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) 
     """
     study = data.study
     finished = f"{study.finished_at:%Y-%m-%d %H:%M %Z}" if study.finished_at else "—"
+    searched_by = (
+        "the method under test was given: no agent search"
+        if study.config.get("candidate_method")
+        else f"{text(study.agent_backend)} agents"
+    )
     lines = [
         f"# Study report: {text(study.study_id)}",
         "",
         f"- name: **{text(study.name)}** (profile {code(study.profile)}, seed {study.seed}, "
-        f"{text(study.agent_backend)} agents)",
+        f"{searched_by})",
         f"- status: **{text(study.status)}**; started {study.started_at:%Y-%m-%d %H:%M %Z}, "
         f"finished {finished}",
         f"- code version {code(study.code_version)}, config hash {code(study.config_hash)}, "
