@@ -7,6 +7,8 @@ to a `SearchSink` as they happen, so a killed study loses only what was in fligh
 """
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Protocol
 
 import polars as pl
@@ -17,7 +19,7 @@ from labgap.errors import LabgapInputError
 from labgap.methods.kinds import Method, parse_method
 from labgap.methods.spec import PRESETS, preset_name
 from labgap.plan import StudyPlan
-from labgap.search.agent import Agent, ForumPost
+from labgap.search.agent import Agent, ForumPost, RoundOutcome
 from labgap.search.hacking import HackingFlags, reward_hacking_flags
 from labgap.search.known import KnownBaseline, tune_known_methods
 from labgap.search.leaderboard import eligible, pick_winner, rank_methods
@@ -119,14 +121,13 @@ def search(
             progress(f"round {round_index + 1}: every agent has stopped")
             break
         snapshot, scored = list(forum), []
-        for agent in active:
-            outcome = agent.run_round(round_index, snapshot, lab)
+        for outcome in _run_concurrently(active, round_index, snapshot, lab):
             sink.forum_posts(outcome.posts)
             forum.extend(outcome.posts)
             scored.extend(outcome.scored)
             if outcome.out_of_budget:
-                stopped.add(agent.agent_id)
-                sink.agent_stopped(agent.agent_id, round_index, outcome.stop_reason or "budget")
+                stopped.add(outcome.agent_id)
+                sink.agent_stopped(outcome.agent_id, round_index, outcome.stop_reason or "budget")
         best = max((s.dev_pgr for s in scored if s.dev_pgr is not None), default=None)
         progress(
             f"round {round_index + 1}/{config.rounds}: {len(scored)} method(s) scored, "
@@ -142,6 +143,20 @@ def search(
         leaderboard=board,
         calls=lab.calls,
     )
+
+
+def _run_concurrently(
+    agents: list[Agent], round_index: int, forum: list[ForumPost], lab: GuardedLab
+) -> list[RoundOutcome]:
+    """Every agent's round at once (their experiments share the workers; Claude agents' requests
+    overlap up to the API's concurrency limit), outcomes in agent order. Each thread runs in a
+    copy of the stage's context, so its agent round is a task run of this stage."""
+    with ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="agent") as pool:
+        futures = [
+            pool.submit(copy_context().run, agent.run_round, round_index, forum, lab)
+            for agent in agents
+        ]
+        return [future.result() for future in futures]
 
 
 def given(plan: StudyPlan, book: TrialBook, method: Method) -> SearchResult:

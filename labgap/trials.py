@@ -8,6 +8,7 @@ only the trials in flight. A failed trial (a program that raised or timed out) i
 known too: it is recorded once, never run again, and never scored.
 """
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -61,6 +62,9 @@ class LocalExecutor:
 
 
 class TrialBook:
+    """Thread-safe: agents of a round ask for trials at once. A trial another caller is already
+    running is waited for, not run twice; finished ones are recorded one group at a time."""
+
     def __init__(
         self,
         executor: Executor,
@@ -78,6 +82,9 @@ class TrialBook:
         self._failed: dict[TrialKey, TrialFailure] = {
             _key(f.task_hash, f.method_hash, f.seed): f for f in failed
         }
+        self._in_flight: dict[TrialKey, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._recording = threading.Lock()
 
     def trials(
         self, task: TaskSpec, methods: list[Method], seeds: list[int], phase: str, batch: str
@@ -85,18 +92,40 @@ class TrialBook:
         """Every (method, seed) trial of `task` that succeeded, method-major; missing ones are run
         as one batch. Failed ones are left out (`failures` tells why)."""
         wanted = [(method, seed) for method in methods for seed in seeds]
-        missing = list(
-            {
-                key: (m, s)
-                for m, s in wanted
-                if (key := _key(task.task_hash, m.method_hash, s)) not in self._known
-                and key not in self._failed
-            }.values()
-        )
-        if missing:
+        keys = [_key(task.task_hash, m.method_hash, s) for m, s in wanted]
+        missing: dict[TrialKey, tuple[Method, int]] = {}
+        running: list[threading.Event] = []
+        with self._lock:
+            for key, run in zip(keys, wanted, strict=True):
+                if key in self._known or key in self._failed or key in missing:
+                    continue
+                if key in self._in_flight:
+                    running.append(self._in_flight[key])
+                else:
+                    missing[key] = run
+            mine = {key: threading.Event() for key in missing}
+            self._in_flight.update(mine)
+        try:
+            if missing:
+                self._executor.run(
+                    task, list(missing.values()), phase, self._recorder(phase, batch)
+                )
+                self._on_progress(task.name, len(missing), len(wanted) - len(missing))
+        finally:
+            with self._lock:
+                for key, event in mine.items():
+                    del self._in_flight[key]
+                    event.set()
+        for event in running:
+            event.wait()
+        with self._lock:
+            return [self._known[key].trial for key in keys if key in self._known]
 
-            def done(outcomes: list[Outcome]) -> None:
+    def _recorder(self, phase: str, batch: str) -> Done:
+        def done(outcomes: list[Outcome]) -> None:
+            with self._recording:
                 self._on_new(phase, batch, outcomes)
+            with self._lock:
                 for outcome in outcomes:
                     key = _key(outcome.task_hash, outcome.method_hash, outcome.seed)
                     if isinstance(outcome, TrialFailure):
@@ -104,19 +133,14 @@ class TrialBook:
                     else:
                         self._known[key] = RecordedTrial(phase=phase, trial=outcome)
 
-            self._executor.run(task, missing, phase, done)
-            self._on_progress(task.name, len(missing), len(wanted) - len(missing))
-        keys = [_key(task.task_hash, m.method_hash, s) for m, s in wanted]
-        return [self._known[key].trial for key in keys if key in self._known]
+        return done
 
     def failures(self, task: TaskSpec, method: Method) -> list[TrialFailure]:
         """The trials of `method` on `task` that failed, by seed."""
+        with self._lock:
+            failed = list(self._failed.items())
         return sorted(
-            (
-                f
-                for (t, m, _), f in self._failed.items()
-                if (t, m) == (task.task_hash, method.method_hash)
-            ),
+            (f for (t, m, _), f in failed if (t, m) == (task.task_hash, method.method_hash)),
             key=lambda failure: failure.seed,
         )
 

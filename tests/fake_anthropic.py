@@ -19,6 +19,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,8 +162,12 @@ class FakeAnthropic:
         api_key: str,
         max_requests: int = 200,
         context_window: int | None = None,
+        latency_seconds: float = 0.0,
     ):
         self.api_key = api_key
+        self.latency_seconds = latency_seconds
+        self.spans: list[tuple[float, float]] = []
+        """(start, end) of every request on the monotonic clock: which requests overlapped."""
         self.max_requests = max_requests
         self.context_window = context_window
         self.requests: list[RecordedRequest] = []
@@ -201,6 +206,8 @@ class FakeAnthropic:
         return [request.body for request in self.requests if request.scripted]
 
     def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        started = time.monotonic()
+        time.sleep(self.latency_seconds)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -212,6 +219,7 @@ class FakeAnthropic:
             self.requests.append(
                 RecordedRequest(path, _redacted(headers), body, reply, scripted=refusal is None)
             )
+            self.spans.append((started, time.monotonic()))
         return reply
 
     def _check(self, path: str, headers: dict[str, str], body: Any) -> Reply | None:

@@ -93,7 +93,7 @@ def test_quick_deployment_runs_with_parameters_and_leaves_artifacts_and_rows(
     with Store(db) as store:
         study = store.query("SELECT status, seed, overall_verdict FROM studies").row(0, named=True)
         assert study["status"] == "completed" and study["seed"] == 5
-        assert count_rows(store, "gap_results") == 1 + 2 + 1
+        assert count_rows(store, "gap_results") == 1 + 2 + 1 + 1  # and the known methods
         assert count_rows(store, "transfer_trials") == 3 * 3
 
 

@@ -26,7 +26,7 @@ VANILLA, LOGCONF = PRESETS["vanilla"], PRESETS["logconf"]
 def make_lab(task, budget=3, recorded=()):
     calls, runs = [], []
     book = TrialBook(
-        LocalExecutor(W2SEngine()), [], lambda phase, batch, trials: runs.append(trials)
+        LocalExecutor(W2SEngine()), [], lambda phase, batch, trials: runs.extend(trials)
     )
     lab = GuardedLab(
         task, book, lambda n: [0, 1, 2][: n or 2], budget, list(recorded), calls.extend
@@ -50,7 +50,7 @@ def test_asking_again_is_free_and_answers_the_same(tiny_binary_task):
     first = lab.score(0, 0, [LOGCONF, VANILLA])
     again = lab.score(0, 0, [VANILLA, LOGCONF, VANILLA])
     assert again == [first[1], first[0], first[1]]
-    assert len(calls) == 2 and len(runs) == 1
+    assert len(calls) == 2 and len(runs) == 4  # two methods on two seeds, each run once
 
 
 def test_a_method_already_scored_on_the_same_seeds_is_free_in_any_round(tiny_binary_task):
@@ -59,7 +59,7 @@ def test_a_method_already_scored_on_the_same_seeds_is_free_in_any_round(tiny_bin
     later = lab.score(0, 4, [LOGCONF, VANILLA])
     assert later[0] == first and later[0].round == 0  # the record, saying when it was scored
     assert later[1].round == 4 and later[1].budget_left == 1
-    assert calls == [first, later[1]] and len(runs) == 2  # the free answer wrote nothing
+    assert calls == [first, later[1]] and len(runs) == 4  # the free answer wrote nothing
     # Other seeds are a new question, charged; within a round, a method has one call.
     (more,) = lab.score(0, 4, [LOGCONF], n_seeds=3)
     assert (more.round, json.loads(more.seeds), more.budget_left) == (4, [0, 1, 2], 0)

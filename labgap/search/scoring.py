@@ -118,26 +118,32 @@ class GuardedLab:
 
     @property
     def calls(self) -> list[ScoringCall]:
-        """Every call answered so far (recorded ones included), in the order they were made."""
-        return list(self._calls.values())
+        """Every call answered so far (recorded ones included), by round and agent, each agent's
+        in the order it made them (agents of a round score at once)."""
+        with self._lock:
+            calls = list(self._calls.values())
+        return sorted(calls, key=lambda call: (call.round, call.agent_id))
 
     def score(
         self, agent_id: int, round: int, methods: list[Method], n_seeds: int | None = None
     ) -> list[ScoringCall]:
+        """The lock guards the record, not the experiments: agents of a round score at once."""
+        seeds = self._search_seeds(n_seeds)
+        unique = list({m.method_hash: m for m in methods}.values())
         with self._lock:
-            seeds = self._search_seeds(n_seeds)
-            unique = list({m.method_hash: m for m in methods}.values())
             known = {m.method_hash: self._known(agent_id, round, m, seeds) for m in unique}
             new = [m for m in unique if known[m.method_hash] is None]
-            used = sum(c.charge for (agent, _, _), c in self._calls.items() if agent == agent_id)
+            used = self._used(agent_id)
             if used + len(new) > self.budget:
                 raise BudgetExhausted(
                     f"{self.budget - used} dev-scoring call(s) left, {len(new)} new method(s) asked"
                 )
-            if new:
-                trials = self._trials.trials(
-                    self.task, new, seeds, "search", f"search-agent{agent_id}-round{round}"
-                )
+        if new:
+            trials = self._trials.trials(
+                self.task, new, seeds, "search", f"search-agent{agent_id}-round{round}"
+            )
+            with self._lock:
+                used = self._used(agent_id)
                 fresh = []
                 for method in new:
                     own = [t for t in trials if t.method_hash == method.method_hash]
@@ -163,7 +169,10 @@ class GuardedLab:
                 self._on_calls(fresh)
                 self._calls.update({(c.agent_id, c.round, c.method_hash): c for c in fresh})
                 known.update({c.method_hash: c for c in fresh})
-            return [known[m.method_hash] for m in methods]
+        return [known[m.method_hash] for m in methods]
+
+    def _used(self, agent_id: int) -> int:
+        return sum(c.charge for (agent, _, _), c in self._calls.items() if agent == agent_id)
 
     def _known(
         self, agent_id: int, round: int, method: Method, seeds: list[int]
