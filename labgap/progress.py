@@ -5,6 +5,7 @@ advance from its sizes; a study that resumes counts what it reads back as done).
 guide, not a promise: targets with slower training recipes take longer per experiment.
 """
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ class StudyProgress:
         fresh = config.confirmation_seeds * (3 + 2 * len(plan.targets))
         self.planned = search + fresh
         self.done = 0
+        self._lock = threading.Lock()
         self._log = log
         self._clock = clock
         self._started = clock()
@@ -48,11 +50,14 @@ class StudyProgress:
         self._log(f"stage {self._stage}/{len(STAGES)} {name}: started; {self._left()}")
 
     def experiments(self, task: str, ran: int, reused: int) -> None:
-        """A batch of experiments was recorded (`ran` new ones, `reused` read back)."""
-        self.done = min(self.done + ran + reused, self.planned)
+        """A batch of experiments was recorded (`ran` new ones, `reused` read back); agents and
+        targets report from their own threads."""
+        with self._lock:
+            self.done = min(self.done + ran + reused, self.planned)
+            done = self.done
         self._log(
             f"stage {self._stage}/{len(STAGES)} {STAGES[self._stage - 1]}: {task}: {ran} "
-            f"experiment(s) run, {reused} read back; {self.done}/{self.planned} done; {self._left()}"
+            f"experiment(s) run, {reused} read back; {done}/{self.planned} done; {self._left()}"
         )
 
     def finished(self, what: str) -> None:

@@ -222,15 +222,19 @@ def confirm(
 
 
 def transfer(plan: StudyPlan, book: TrialBook, winner: Method) -> TransferTrials:
-    """Winner vs baseline on the same fresh seeds, on every held-out task and production target."""
-    pairs = []
-    for planned in plan.targets:
+    """Winner vs baseline on the same fresh seeds, on every held-out task and production target.
+    The targets run at once (no target waits for another's slowest trial); pairs in plan order."""
+
+    def target_pairs(planned) -> list[PairedSeed]:
         task = planned.spec
         trials = book.trials(
             task, [BASELINE, winner], plan.config.fresh_seeds(), "transfer", f"transfer-{task.name}"
         )
-        pairs += _paired(task.name, planned.role, *_arms(trials, winner))
-    return TransferTrials(pairs=pairs)
+        return _paired(task.name, planned.role, *_arms(trials, winner))
+
+    with ThreadPoolExecutor(max_workers=len(plan.targets), thread_name_prefix="target") as pool:
+        futures = [pool.submit(copy_context().run, target_pairs, t) for t in plan.targets]
+        return TransferTrials(pairs=[pair for future in futures for pair in future.result()])
 
 
 def analyse(
