@@ -7,8 +7,9 @@ import random
 import duckdb
 import polars as pl
 import pytest
+from studies import scripted_trial
 
-from labgap.engine.w2s import TrialResult, W2SEngine
+from labgap.engine.w2s import W2SEngine
 from labgap.methods.spec import PRESETS, MethodSpec
 from labgap.search.scoring import (
     PROGRAM_CPU_SECONDS_PER_CALL,
@@ -108,32 +109,11 @@ def test_mean_and_se_agree_with_the_analyst_views_to_the_last_bit():
     assert mean_and_se([]) == (None, None)
 
 
-def scripted_cpu_trial(cpu: float) -> TrialResult:
-    return TrialResult(
-        task="t",
-        task_hash="th",
-        method_hash="p",
-        method_json="{}",
-        seed=0,
-        weak_acc_dev=0.6,
-        weak_acc_test=0.6,
-        ceiling_acc_dev=0.8,
-        ceiling_acc_test=0.8,
-        student_acc_dev=0.7,
-        student_acc_test=0.7,
-        student_top_class_share=0.5,
-        pgr_dev=0.5,
-        pgr_test=0.5,
-        wall_seconds=cpu,
-        teacher_cached=True,
-        dataset_sha256="0" * 64,
-        program_cpu_seconds=cpu,
-    )
-
-
-def test_a_program_is_charged_by_the_cpu_seconds_it_used():
-    trial = scripted_cpu_trial(cpu=5.0)
+def test_a_program_is_charged_by_the_cpu_seconds_it_used(tiny_binary_task):
+    base = scripted_trial(tiny_binary_task, VANILLA, 0, 0.6, 0.8, 0.7, 0.7, 0.5, 1.0)
+    trial = base.model_copy(update={"program_cpu_seconds": 5.0})
     assert charge_for([trial, trial], [], 2) == 1
-    heavy = scripted_cpu_trial(cpu=PROGRAM_CPU_SECONDS_PER_CALL * 2.5)
+    cpu = PROGRAM_CPU_SECONDS_PER_CALL * 2.5
+    heavy = base.model_copy(update={"program_cpu_seconds": cpu})
     assert charge_for([heavy, heavy], [], 2) == 3
     assert charge_for([], [], 2) == 1  # an in-process method: one call
