@@ -5,12 +5,13 @@ import secrets
 
 import pytest
 from db import count_rows
-from fake_anthropic import FakeAnthropic, researcher
+from fake_anthropic import FakeAnthropic, Reply, message, researcher, tool_use
 from typer.testing import CliRunner
 
 from flows.cli import app
 from labgap.config import StudyConfig
 from labgap.llm.settings import ClaudeSettings
+from labgap.programs.isolation import detect_isolation
 from labgap.store.connection import Store
 from labgap.store.schema import TABLES
 
@@ -92,3 +93,74 @@ def test_claude_backend_without_a_key_stops_at_once(monkeypatch, tmp_path):
     assert result.exit_code == 2
     assert "ANTHROPIC_API_KEY" in result.output
     assert not (tmp_path / "x.duckdb").exists()
+
+
+PROGRAM = """
+import w2s_kit
+
+PARAMS = {"epochs_scale": {"type": "float", "low": 0.5, "high": 2.0, "default": 1.0}}
+
+
+def fit_predict(data):
+    recipe = w2s_kit.recipe_with(
+        data.recipe, epochs=max(1, round(data.recipe.epochs * data.params["epochs_scale"]))
+    )
+    model = w2s_kit.train_mlp(data.train_features, data.teacher_probs, recipe, data.seed)
+    return model.predict_proba(data.eval_features)
+"""
+
+
+def programmer(body: dict) -> Reply:
+    """A scripted Claude that writes code: a first draft with a syntax error, the fix once the
+    error comes back, an experiment on the program, then it submits the program."""
+    last = body["messages"][-1]["content"]
+    if any(block["type"] == "text" for block in last):
+        broken = PROGRAM.replace("def fit_predict(data):", "def fit_predict(data)")
+        return message(tool_use("write_program", write_input(broken)))
+    asked = {b["name"]: b for b in body["messages"][-2]["content"] if b["type"] == "tool_use"}
+    result = json.loads(next(b["content"] for b in last if b["type"] == "tool_result"))
+    if "write_program" in asked and "error" in result:
+        assert "syntax error" in result["error"]
+        return message(tool_use("write_program", write_input(PROGRAM)))
+    if "write_program" in asked:
+        ref = {"program_id": result["program_id"], "params": {"epochs_scale": 1.0}}
+        return message(tool_use("run_experiments", {"methods": [ref]}))
+    if "run_experiments" in asked:
+        (scored,) = result["results"]
+        assert scored["dev_pgr"] is not None, scored
+        ref = asked["run_experiments"]["input"]["methods"][0]
+        return message(tool_use("submit_method", {"method": ref, "rationale": "it trains"}))
+    raise AssertionError(f"unexpected turn: {sorted(asked)}")
+
+
+def write_input(source: str) -> dict:
+    return {"name": "scaled_vanilla", "source": source, "rationale": "vanilla, tunable length"}
+
+
+def test_a_claude_agent_writes_fixes_and_submits_a_program_that_the_study_replicates(
+    tiny_study_tasks, api_key, tmp_path
+):
+    if detect_isolation().level != "full":
+        pytest.skip(f"agent-written programs need the full sandbox: {detect_isolation().detail}")
+    from flows.study import replication_study
+
+    db = tmp_path / "programmer.duckdb"
+    with FakeAnthropic(programmer, api_key=api_key) as server:
+        config = claude_config(tiny_study_tasks, server.base_url).model_copy(
+            update={"study_id": "tiny-programmer", "executor": "process", "rounds": 1}
+        )
+        summary = replication_study(config=config, db_path=str(db))
+    assert summary.status == "completed"
+    assert summary.winner_family == "program:scaled_vanilla"
+    with Store(db) as store:
+        (source,) = store.query("SELECT source FROM method_programs")["source"]
+        assert source == PROGRAM
+        phases = store.query(
+            "SELECT DISTINCT phase FROM trials WHERE method_json LIKE '%scaled_vanilla%'"
+        )["phase"]
+        assert {"search", "confirm", "transfer"} <= set(phases)
+        errors = store.query(
+            "SELECT count(*) AS n FROM agent_messages WHERE content_json LIKE '%syntax error%'"
+        )["n"][0]
+        assert errors == 2  # each agent was told, and fixed it
+        assert store.query("SELECT count(*) AS n FROM failed_trials")["n"][0] == 0
