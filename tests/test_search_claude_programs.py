@@ -316,14 +316,16 @@ def test_a_resumed_agent_replays_its_programs_without_calling_the_api(api_key):
     with FakeAnthropic(script, api_key=api_key) as server:
         # The lab fails the round's first scoring: the stored response's tools are answered again.
         with pytest.raises(RuntimeError, match="worker crashed"):
-            make_agent(0, server, log, api_key).run_round(0, forum, FakeLab(fail_on_call=1))
+            make_agent(0, server, log, api_key, allow_unsandboxed_programs=True).run_round(
+                0, forum, FakeLab(fail_on_call=1)
+            )
         lab = FakeLab()
-        agent = make_agent(0, server, log, api_key)
+        agent = make_agent(0, server, log, api_key, allow_unsandboxed_programs=True)
         outcome = agent.run_round(0, forum, lab)
         requests = len(server.requests)
 
         # A new agent over the same log, without the forum: no request, no scoring, same state.
-        resumed = make_agent(0, server, log, api_key)
+        resumed = make_agent(0, server, log, api_key, allow_unsandboxed_programs=True)
         replayed = resumed.run_round(0, [], FakeLab())
     assert len(server.requests) == requests == 3
     assert replayed == outcome and replayed.api_calls == 3

@@ -125,6 +125,10 @@ def _probe(command: list[str]) -> str:
     return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")[-300:]
 
 
+PRIVATE_DIRS = ("/tmp", "/dev/shm")
+"""Writable inside, each a fresh tmpfs of the run's own (sized by the file-size limit)."""
+
+
 def bwrap_command(bwrap: Path, io_dir: Path, tools: Path, file_size_bytes: int) -> list[str]:
     """An allowlist: /usr and the Python installation read-only, everything else absent."""
     args = [str(bwrap), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
@@ -139,8 +143,13 @@ def bwrap_command(bwrap: Path, io_dir: Path, tools: Path, file_size_bytes: int) 
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
+    # The private /tmp first: an installation that lives under /tmp (a CI checkout) is bound
+    # into it afterwards, instead of being hidden by it.
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    for private in PRIVATE_DIRS:
+        args += ["--perms", "1777", "--size", str(file_size_bytes), "--tmpfs", private]
     roots, links = _python_roots()
-    made = set()  # parents bwrap would otherwise create as 0700, unreadable to the program
+    made = set(PRIVATE_DIRS)  # parents bwrap would otherwise create as 0700, unreadable to all
     for path in [*roots, *links]:
         for parent in map(str, reversed(Path(path).parents[:-1])):
             if parent not in made and not any(Path(parent).is_relative_to(r) for r in roots):
@@ -152,9 +161,6 @@ def bwrap_command(bwrap: Path, io_dir: Path, tools: Path, file_size_bytes: int) 
         args += ["--symlink", target, link]
     for hidden in _hidden_library_data(roots):
         args += ["--perms", "0555", "--size", "4096", "--tmpfs", hidden]
-    args += ["--dev", "/dev", "--proc", "/proc"]
-    for private in ("/tmp", "/dev/shm"):
-        args += ["--perms", "1777", "--size", str(file_size_bytes), "--tmpfs", private]
     args += ["--bind", str(io_dir), "/io", "--ro-bind", str(tools), "/sandbox"]
     return [*args, "--chdir", "/"]
 
