@@ -3,6 +3,7 @@ the program is the lab method, runs sealed in the sandbox in the worker processe
 that fails on some seeds leaves recorded failures while the study goes on."""
 
 import json
+import secrets
 import socket
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def program_studies(tiny_study_tasks, tmp_path_factory, listener):
     folder = tmp_path_factory.mktemp("programs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABGAP_DATA_DIR", str(folder / "data"))
-        patch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-never-inside")
+        patch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-" + secrets.token_hex(16))
         sealed = run_study(tiny_study_tasks, folder, listener, False, "sealed")
         failing = run_study(tiny_study_tasks, folder, listener, True, "failing")
         yield sealed, failing
