@@ -242,7 +242,8 @@ class W2SEngine:
         data = self.data(task, seed)
         cpu_seconds = None
         if isinstance(method, ProgramMethod):
-            outcome = self._run_program(task, method, seed, limits or SandboxLimits(), threads)
+            sandbox = self.sandbox(limits or SandboxLimits())
+            outcome = self._run_program(task, method, seed, reference, data, sandbox, threads)
             if isinstance(outcome, TrialFailure):
                 return outcome
             dev_probs, test_probs, cpu_seconds = outcome
@@ -302,13 +303,13 @@ class W2SEngine:
         task: TaskSpec,
         method: ProgramMethod,
         seed: int,
-        limits: SandboxLimits,
+        reference: TeacherAndCeiling,
+        data: PreparedData,
+        sandbox: Sandbox,
         threads: int,
     ) -> tuple[np.ndarray, np.ndarray, float] | TrialFailure:
         """Run a program label-sealed: it sees the teacher's probabilities and the unlabelled
         strong view of dev and test rows together, shuffled, with nothing marking the split."""
-        reference, _ = self.teacher_and_ceiling(task, seed)
-        data = self.data(task, seed)
         features = data.strong_features
         dev, test = data.splits["dev"], data.splits["test"]
         evaluation = np.concatenate([dev, test])
@@ -322,7 +323,7 @@ class W2SEngine:
             recipe=task.recipe.model_dump(include=set(RECIPE_FIELDS)),
             params=dict(method.params),
         )
-        run = self.sandbox(limits).run(method.source, inputs, threads=threads)
+        run = sandbox.run(method.source, inputs, threads=threads)
         self.training_counts["program"] += 1
         if run.probs is None:
             return TrialFailure(

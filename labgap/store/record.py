@@ -49,6 +49,7 @@ class StudyRecorder:
         self.study_id = study_id
         self.code_version = code_version
         self._gate = gate
+        self._programs_written: set[str] = set()
 
     def study_started(self, plan: StudyPlan) -> str | None:
         """The study row, status `running`. A resumed study (after a crash, a cancellation or a
@@ -144,10 +145,14 @@ class StudyRecorder:
         self._published(stage=True)
 
     def _programs(self, method_jsons: list[str], batch: str) -> None:
-        """The source of every program among these methods, before anything refers to it."""
-        programs = program_rows(method_jsons)
+        """The source of every program among these methods, before anything refers to it; each
+        program once per recorder (not re-parsed and re-gated with every group of its trials)."""
+        programs = program_rows(method_jsons).filter(
+            ~pl.col("program_id").is_in(list(self._programs_written))
+        )
         if programs.height:
             self._write("method_programs", programs, batch)
+            self._programs_written.update(programs["program_id"])
 
     def _published(self, stage: bool) -> None:
         """Refresh the analysts' snapshot: now after a stage, at most every ~30 s for streamed rows."""
