@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 from labgap.data.tasks import resolve_task
-from labgap.engine.w2s import W2SEngine
+from labgap.engine.w2s import TrialLimits, W2SEngine
 from labgap.methods.spec import PRESETS
 from labgap.programs.isolation import detect_isolation
 from labgap.programs.method import load_program
-from labgap.programs.sandbox import SandboxLimits
 
 PROGRAM = Path(__file__).parents[1] / "examples" / "methods" / "vanilla_with_params.py"
 
@@ -35,12 +34,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--task", default="rt-lab")
     args = parser.parse_args()
-    task, program, limits = resolve_task(args.task), load_program(PROGRAM), SandboxLimits()
+    task, program, limits = resolve_task(args.task), load_program(PROGRAM), TrialLimits()
     engine = W2SEngine()
     print(f"sandbox isolation: {detect_isolation().level}")
     for seed in range(args.seeds):
         engine.teacher_and_ceiling(task, seed)  # cached before any timing
-    startup, _ = timed(lambda: engine.sandbox(limits).warm())
+    startup, _ = timed(lambda: engine.sandbox(limits.sandbox).warm())
     print(f"sandbox start-up (once per worker process): {startup:.2f} s")
     spec_seconds, program_seconds, same = [], [], 0
     for seed in range(args.seeds):

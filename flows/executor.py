@@ -14,9 +14,8 @@ from prefect_dask import DaskTaskRunner
 
 from labgap.config import StudyConfig
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import Outcome
+from labgap.engine.w2s import Outcome, TrialLimits
 from labgap.methods.kinds import Method
-from labgap.programs.sandbox import SandboxLimits
 from labgap.trials import Done
 from tasks.experiments import (
     DaskWorkerSetup,
@@ -34,7 +33,7 @@ per trial small, and a kill loses at most this many finished but unrecorded tria
 class PrefectExecutor:
     """Each (task, seed)'s teacher and ceiling first, then every experiment of the batch at once."""
 
-    def __init__(self, runner: TaskRunner, limits: SandboxLimits):
+    def __init__(self, runner: TaskRunner, limits: TrialLimits):
         self.runner = runner
         self.limits = limits
 
@@ -117,4 +116,5 @@ def experiment_executor(config: StudyConfig) -> Iterator[PrefectExecutor]:
         if isinstance(runner, DaskTaskRunner):
             runner.client.register_plugin(DaskWorkerSetup())
         runner.submit(start_worker, {}).result()
-        yield PrefectExecutor(runner, config.sandbox)
+        limits = TrialLimits(sandbox=config.sandbox, timeout_seconds=config.trial_timeout_seconds)
+        yield PrefectExecutor(runner, limits)

@@ -30,13 +30,12 @@ from tasks.logs import quiet_completed_task_runs
 from tasks.report import alert_on_verdict_change, publish_report
 from tasks.stages import (
     analyse_stage,
-    confirm_stage,
     given_stage,
     known_stage,
     plan_stage,
     quality_gate,
+    replicate_stage,
     search_stage,
-    transfer_stage,
 )
 
 FORM_DEFAULT = StudyConfig.model_construct()
@@ -98,20 +97,21 @@ def replication_study(
                     f"{len(found.calls)} scoring calls; winner {winner['family']} "
                     f"({winner['method_hash']}), dev PGR {winner['mean_dev_pgr']:.3f}"
                 )
-                progress.stage("confirm")
+                progress.stage("confirm and transfer")
                 known = known_stage(plan, book)
-                confirmed = confirm_stage(plan, book, found, known)
-                record.transfer_trials(confirmed.pairs, "confirm")
-                progress.finished(f"{len(confirmed.pairs)} paired fresh seeds on the lab task")
-                progress.stage("transfer")
-                transferred = transfer_stage(plan, book, found.winner)
-                record.transfer_trials(transferred.pairs, "transfer")
-                progress.finished(f"{len(transferred.pairs)} paired seeds on the targets")
+                replicated = replicate_stage(plan, book, found, known, progress.look)
+                record.transfer_trials(replicated.confirmation.pairs, "confirm")
+                record.transfer_trials(replicated.transferred.pairs, "transfer")
+                progress.finished(
+                    "; ".join(
+                        f"{t.task} {t.seeds} seeds ({t.stop_reason})" for t in replicated.looks
+                    )
+                )
             progress.stage("analyse")
-            analysis = analyse_stage(plan, found, confirmed, transferred)
+            analysis = analyse_stage(plan, found, replicated)
             record.gap_results(analysis, config.target_roles())
-            record.finished("completed", analysis.overall_verdict, hacking=confirmed.hacking)
-            progress.finished(f"overall verdict {analysis.overall_verdict}")
+            record.finished("completed", analysis, hacking=replicated.confirmation.hacking)
+            progress.finished(" · ".join(f"{h.question} {h.verdict}" for h in analysis.headlines))
         except BaseException as error:
             # Ctrl-C, SIGTERM and a Prefect cancellation are BaseExceptions: the study is
             # `cancelled` (a later run of the same id resumes it), anything else `failed`.

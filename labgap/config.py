@@ -28,6 +28,7 @@ from labgap.methods.kinds import resolve_any_method
 from labgap.methods.spec import MethodSpec
 from labgap.programs.method import ParamValue, ProgramMethod
 from labgap.programs.sandbox import SandboxLimits
+from labgap.stats.sequential import Design, Schedule
 
 Profile = Literal["quick", "default", "full"]
 AgentBackend = Literal["embedded", "claude"]
@@ -42,6 +43,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 1,
         "quick_seeds": 2,
         "confirmation_seeds": 4,
+        "design": "sequential",
+        "seeds_per_look": 4,
+        "max_seeds": 16,
+        "replication_budget": 150,
         "heldout_tasks": HELDOUT,
         "production_targets": ["rt-noisy-teacher"],
     },
@@ -51,6 +56,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 1,
         "quick_seeds": 2,
         "confirmation_seeds": 6,
+        "design": "sequential",
+        "seeds_per_look": 4,
+        "max_seeds": 18,
+        "replication_budget": 150,
         "heldout_tasks": HELDOUT,
         "production_targets": PRODUCTION,
     },
@@ -60,6 +69,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "proposals_per_round": 2,
         "quick_seeds": 3,
         "confirmation_seeds": 12,
+        "design": "sequential",
+        "seeds_per_look": 6,
+        "max_seeds": 36,
+        "replication_budget": 500,
         "heldout_tasks": HELDOUT,
         "production_targets": PRODUCTION,
     },
@@ -91,9 +104,23 @@ MethodRef = ProgramMethod | MethodSpec | str
 """A method under test: a program file (.py) or preset name or MethodSpec JSON is read into its
 method before the union is checked; the `str` branch is there so forms may send a path."""
 
-ADDED_FIELDS = ("candidate_method", "candidate_params", "sandbox", "allow_unsandboxed_programs")
+ADDED_FIELDS = (
+    "candidate_method",
+    "candidate_params",
+    "sandbox",
+    "allow_unsandboxed_programs",
+    "trial_timeout_seconds",
+)
 """Fields added after studies were first recorded: at their defaults they stay out of the config
 hash, so a study that does not use them keeps its id."""
+
+
+RESERVED_TASK_NAMES = ("overall", "known-methods", "generalisation", "production")
+"""Names of the verdict rows that sit beside the tasks' rows in `gap_results`."""
+
+SEQUENTIAL_FIELDS = ("design", "seeds_per_look", "max_seeds", "replication_budget")
+"""The sequential design's fields: a fixed-design study hashes without them, as it did before
+the design could be chosen, so it keeps its id."""
 
 
 class StudyConfig(BaseModel):
@@ -164,7 +191,35 @@ class StudyConfig(BaseModel):
         ge=2,
         le=100,
         title="Confirmation seeds (2–100)",
-        description=f"fresh paired seeds for the winner-vs-vanilla checks; {FROM_PROFILE}",
+        description="fresh paired seeds per task at the first look (the fixed design: all of "
+        f"them); {FROM_PROFILE}",
+    )
+    design: Design | None = Field(
+        None,
+        description="sequential: add seeds in looks while a verdict is open (repeated "
+        f"intervals keep the error rates); fixed: one look; {FROM_PROFILE}",
+    )
+    seeds_per_look: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        title="Seeds per look (1–100)",
+        description=f"sequential design: seeds added to an open question per look; {FROM_PROFILE}",
+    )
+    max_seeds: int | None = Field(
+        None,
+        ge=2,
+        le=400,
+        title="Seed cap per task (2–400)",
+        description=f"sequential design: the most fresh seeds any task gets; {FROM_PROFILE}",
+    )
+    replication_budget: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        title="Replication budget (trials)",
+        description="sequential design: the most confirmation and transfer trials a study runs; "
+        f"a batch that does not fit is not started; {FROM_PROFILE}",
     )
     scoring_budget: int | None = Field(
         None,
@@ -226,6 +281,15 @@ class StudyConfig(BaseModel):
         title="Program sandbox limits",
         description="CPU, memory, file size, processes and wall-clock limits of each program run",
     )
+    trial_timeout_seconds: float = Field(
+        900.0,
+        gt=0.0,
+        le=86_400.0,
+        title="Trial timeout (seconds)",
+        description="wall-clock limit of one MethodSpec trial's training (programs have the "
+        "sandbox's); a trial past it fails, recorded and never retried. The default is ~5x the "
+        "most expensive MethodSpec on the lab task",
+    )
     allow_unsandboxed_programs: bool = Field(
         False,
         description="run agent-written programs even where this machine cannot isolate them "
@@ -285,8 +349,22 @@ class StudyConfig(BaseModel):
         names = [task.name for task in self.targets()] + [self.lab().name]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be distinct across lab and targets: {names}")
+        reserved = sorted(set(names) & set(RESERVED_TASK_NAMES))
+        if reserved:
+            raise ValueError(
+                f"task name {reserved[0]!r} is reserved for a verdict row; rename the task"
+            )
         if not self.heldout_tasks and not self.production_targets:
             raise ValueError("give at least one held-out task or production target")
+        return self
+
+    @model_validator(mode="after")
+    def _check_looks(self) -> "StudyConfig":
+        if self.design == "sequential" and self.max_seeds < self.confirmation_seeds:
+            raise ValueError(
+                f"max_seeds: {self.max_seeds} is below confirmation_seeds "
+                f"({self.confirmation_seeds}), the first look's seeds"
+            )
         return self
 
     @model_validator(mode="after")
@@ -337,6 +415,9 @@ class StudyConfig(BaseModel):
         body = self.model_dump(
             mode="json", exclude={"study_id", "workers", "executor", "dask_address"}
         )
+        if self.design == "fixed":
+            for key in SEQUENTIAL_FIELDS:
+                del body[key]
         for key in ADDED_FIELDS:
             if getattr(self, key) == StudyConfig.model_fields[key].get_default(
                 call_default_factory=True
@@ -357,9 +438,20 @@ class StudyConfig(BaseModel):
     def search_seeds(self, count: int | None = None) -> list[int]:
         return [self.seed * 1000 + i for i in range(count or self.quick_seeds)]
 
-    def fresh_seeds(self) -> list[int]:
-        """Seeds never used in the search: the winner's-curse check and transfer trials use them."""
-        return [self.seed * 1000 + 500 + i for i in range(self.confirmation_seeds)]
+    def fresh_seeds(self, count: int | None = None) -> list[int]:
+        """Seeds never used in the search: the winner's-curse check and transfer trials use them
+        (the first `count`; every task's look k uses the same first seeds)."""
+        return [self.seed * 1000 + 500 + i for i in range(count or self.confirmation_seeds)]
+
+    @property
+    def schedule(self) -> Schedule:
+        """Each task's planned looks (one look of `confirmation_seeds` with the fixed design)."""
+        if self.design == "fixed":
+            n = self.confirmation_seeds
+            return Schedule(start=n, batch=1, cap=n)
+        return Schedule(
+            start=self.confirmation_seeds, batch=self.seeds_per_look, cap=self.max_seeds
+        )
 
 
 def as_task(ref: TaskRef) -> TaskSpec:

@@ -1,7 +1,8 @@
 """Where a study is: one line per stage and per batch, with elapsed time and an estimate of the rest.
 
 The estimate scales the time so far by the experiments still planned (the search's are known in
-advance from its sizes; a study that resumes counts what it reads back as done). It is a rough
+advance from its sizes, the replication's first look too, and each further look adds its own; a
+study that resumes counts what it reads back as done). It is a rough
 guide, not a promise: targets with slower training recipes take longer per experiment.
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 from labgap.plan import StudyPlan
 
-STAGES = ("plan", "search", "confirm", "transfer", "analyse")
+STAGES = ("plan", "search", "confirm and transfer", "analyse")
 
 
 class StudyProgress:
@@ -48,6 +49,12 @@ class StudyProgress:
         """A stage begins."""
         self._stage, self._stage_started = STAGES.index(name) + 1, self._clock()
         self._log(f"stage {self._stage}/{len(STAGES)} {name}: started; {self._left()}")
+
+    def look(self, added: int, what: str) -> None:
+        """The sequential design added a look: `added` more experiments are planned."""
+        with self._lock:
+            self.planned += added
+        self._log(f"stage {self._stage}/{len(STAGES)} {STAGES[self._stage - 1]}: {what}")
 
     def experiments(self, task: str, ran: int, reused: int) -> None:
         """A batch of experiments was recorded (`ran` new ones, `reused` read back); agents and

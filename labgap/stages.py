@@ -1,6 +1,8 @@
-"""Stages 2-5 of a study as typed functions: search, confirm, transfer, analyse.
+"""Stage 2 of a study as typed functions (search, or a given method, and the known-methods
+baseline), and the types stages 3-5 share.
 
-Stage 1 (task generation) is `labgap.plan.build_plan`. The stages compute and return typed
+Stage 1 (task generation) is `labgap.plan.build_plan`; stages 3-5 (confirmation and transfer in
+looks, then the gap analysis) are `labgap.replication`. The stages compute and return typed
 results; they never touch the database. Trials come from the study's `TrialBook`, which hands
 each finished batch to whoever records it, and the search reports forum posts and stopped agents
 to a `SearchSink` as they happen, so a killed study loses only what was in flight.
@@ -17,22 +19,13 @@ from pydantic import BaseModel, ConfigDict
 from labgap.engine.w2s import TrialResult
 from labgap.errors import LabgapInputError
 from labgap.methods.kinds import Method, parse_method
-from labgap.methods.spec import PRESETS, preset_name
+from labgap.methods.spec import PRESETS
 from labgap.plan import StudyPlan
 from labgap.search.agent import Agent, ForumPost, RoundOutcome
-from labgap.search.hacking import HackingFlags, reward_hacking_flags
+from labgap.search.hacking import HackingFlags
 from labgap.search.known import KnownBaseline, tune_known_methods
-from labgap.search.leaderboard import eligible, pick_winner, rank_methods
+from labgap.search.leaderboard import pick_winner, rank_methods
 from labgap.search.scoring import GuardedLab, ScoringCall, mean_and_se
-from labgap.stats.analysis import analyse_gap, compare_with_known, effect_estimate
-from labgap.stats.schemas import (
-    Candidate,
-    GapAnalysis,
-    GapConfig,
-    SearchBaseline,
-    SeedResult,
-    TaskSample,
-)
 from labgap.trials import TrialBook
 
 BASELINE = PRESETS["vanilla"]
@@ -167,7 +160,7 @@ def given(plan: StudyPlan, book: TrialBook, method: Method) -> SearchResult:
     if method.method_hash == BASELINE.method_hash:
         raise LabgapInputError("candidate_method is the baseline (vanilla) itself")
     trials = book.trials(task, [BASELINE, method], config.search_seeds(), "search", "given")
-    baseline, own = _arms(trials, method)
+    baseline, own = split_arms(trials, method)
     if not own:
         failed = book.failures(task, method)
         reason = failed[0].error if failed else "no trial succeeded"
@@ -192,147 +185,8 @@ def known_methods(plan: StudyPlan, book: TrialBook) -> KnownBaseline:
     )
 
 
-def confirm(
-    plan: StudyPlan, book: TrialBook, found: SearchResult, known: KnownBaseline | None = None
-) -> LabConfirmation:
-    """The winner's-curse check: winner vs baseline on fresh seeds never used in the search;
-    the known-methods baseline runs on the same seeds."""
-    winner, entry, task = found.winner, found.winner_entry, plan.lab.spec
-    arms = list(
-        {m.method_hash: m for m in [BASELINE, winner, *([known.method] if known else [])]}.values()
-    )
-    trials = book.trials(task, arms, plan.config.fresh_seeds(), "confirm", f"confirm-{task.name}")
-    baseline, own = _arms(trials, winner)
-    pairs = _paired(task.name, "lab_confirmation", baseline, own)
-    known_pairs = []
-    if known is not None:
-        known_arm = [t for t in trials if t.method_hash == known.method.method_hash]
-        known_pairs = _paired(task.name, "versus_known", known_arm, own)
-    naive = (
-        None if found.baseline_dev_pgr is None else entry["mean_dev_pgr"] - found.baseline_dev_pgr
-    )
-    hacking = reward_hacking_flags(
-        entry["mean_dev_pgr"],
-        naive,
-        effect_estimate(_sample(task.name, pairs)),
-        _mean_top_class_share(own),
-        _mean_top_class_share(baseline),
-    )
-    return LabConfirmation(pairs=pairs, hacking=hacking, known=known, known_pairs=known_pairs)
-
-
-def transfer(plan: StudyPlan, book: TrialBook, winner: Method) -> TransferTrials:
-    """Winner vs baseline on the same fresh seeds, on every held-out task and production target.
-    The targets run at once (no target waits for another's slowest trial); pairs in plan order."""
-
-    def target_pairs(planned) -> list[PairedSeed]:
-        task = planned.spec
-        trials = book.trials(
-            task, [BASELINE, winner], plan.config.fresh_seeds(), "transfer", f"transfer-{task.name}"
-        )
-        return _paired(task.name, planned.role, *_arms(trials, winner))
-
-    with ThreadPoolExecutor(max_workers=len(plan.targets), thread_name_prefix="target") as pool:
-        futures = [pool.submit(copy_context().run, target_pairs, t) for t in plan.targets]
-        return TransferTrials(pairs=[pair for future in futures for pair in future.result()])
-
-
-def analyse(
-    plan: StudyPlan,
-    found: SearchResult,
-    confirmation: LabConfirmation,
-    transferred: TransferTrials,
-) -> GapAnalysis:
-    """Stage 5: the lab effect on fresh seeds, each target's effect and verdict.
-
-    Beside them, the naive (selected) lab effect: each eligible candidate's mean dev PGR minus the
-    baseline's on the same search seeds, the number a leaderboard would have announced.
-    """
-    lab = _sample(plan.lab.spec.name, confirmation.pairs)
-    targets = [
-        _sample(t.spec.name, [p for p in transferred.pairs if p.target == t.spec.name])
-        for t in plan.targets
-    ]
-    candidates = []
-    if found.baseline_dev_pgr is not None and found.calls:
-        candidates = [
-            Candidate(
-                name=row["method_hash"],
-                mean=row["mean_dev_pgr"] - found.baseline_dev_pgr,
-                se=row["se_dev_pgr"] or 0.0,
-                n=row["n_seeds"],
-            )
-            for row in eligible(found.leaderboard).iter_rows(named=True)
-        ]
-    analysis = analyse_gap(
-        lab,
-        targets,
-        GapConfig(alpha=plan.config.alpha, rho_min=plan.config.rho_min),
-        candidates=candidates or None,
-        selected=found.winner_entry["method_hash"] if candidates else None,
-        baseline=SearchBaseline(n=found.baseline_dev_n, se=found.baseline_dev_se)
-        if found.baseline_dev_n
-        else None,
-    )
-    known = confirmation.known
-    if known is None:
-        return analysis
-    label = preset_name(known.method) or known.method.describe()
-    versus = compare_with_known(
-        _sample(plan.lab.spec.name, confirmation.known_pairs), label, known.method.method_hash
-    )
-    if known.method.method_hash == found.winner_entry["method_hash"]:
-        versus = versus.model_copy(
-            update={"verdict": "same_method", "reason": f"the winner is the known method {label}"}
-        )
-    return analysis.model_copy(update={"versus_known": versus})
-
-
-def _arms(trials: list[TrialResult], winner: Method) -> tuple[list[TrialResult], list[TrialResult]]:
+def split_arms(
+    trials: list[TrialResult], winner: Method
+) -> tuple[list[TrialResult], list[TrialResult]]:
     baseline = [t for t in trials if t.method_hash == BASELINE.method_hash]
     return baseline, [t for t in trials if t.method_hash == winner.method_hash]
-
-
-def _paired(
-    target: str, role: str, baseline: list[TrialResult], winner: list[TrialResult]
-) -> list[PairedSeed]:
-    """One pair per seed that both arms ran (test-split accuracies)."""
-    by_seed = {trial.seed: trial for trial in baseline}
-    return [
-        PairedSeed(
-            target=target,
-            role=role,
-            task_hash=trial.task_hash,
-            seed=trial.seed,
-            baseline_method_hash=base.method_hash,
-            winner_method_hash=trial.method_hash,
-            weak_acc=trial.weak_acc_test,
-            ceiling_acc=trial.ceiling_acc_test,
-            baseline_acc=base.student_acc_test,
-            winner_acc=trial.student_acc_test,
-            baseline_pgr=base.pgr_test,
-            winner_pgr=trial.pgr_test,
-        )
-        for trial in winner
-        if (base := by_seed.get(trial.seed)) is not None
-    ]
-
-
-def _sample(name: str, pairs: list[PairedSeed]) -> TaskSample:
-    return TaskSample(
-        name=name,
-        seeds=[
-            SeedResult(
-                seed=pair.seed,
-                weak_acc=pair.weak_acc,
-                ceiling_acc=pair.ceiling_acc,
-                baseline_acc=pair.baseline_acc,
-                method_acc=pair.winner_acc,
-            )
-            for pair in sorted(pairs, key=lambda pair: pair.seed)
-        ],
-    )
-
-
-def _mean_top_class_share(trials: list[TrialResult]) -> float:
-    return sum(t.student_top_class_share for t in trials) / max(1, len(trials))

@@ -4,8 +4,8 @@ A trial is identified by its task, method and seed, so it is run at most once pe
 already recorded (a resumed study) or already run by an earlier stage are served from the book,
 only the missing ones go to the executor, and finished trials are handed to `on_new` (the flow
 records them) as they complete, in small groups, before anyone uses them: a killed study loses
-only the trials in flight. A failed trial (a program that raised or timed out) is
-known too: it is recorded once, never run again, and never scored.
+only the trials in flight. A failed trial (a program that raised or timed out, a `MethodSpec`
+past the trial timeout) is known too: it is recorded once, never run again, and never scored.
 """
 
 import threading
@@ -15,9 +15,8 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import Outcome, TrialFailure, TrialResult, W2SEngine
+from labgap.engine.w2s import Outcome, TrialFailure, TrialLimits, TrialResult, W2SEngine
 from labgap.methods.kinds import Method
-from labgap.programs.sandbox import SandboxLimits
 
 TrialKey = tuple[str, str, int]
 """(task hash, method hash, seed): a trial's identity within a study."""
@@ -47,7 +46,7 @@ class Executor(Protocol):
 class LocalExecutor:
     """Experiments one after another in this process (the command line's comparisons, tests)."""
 
-    def __init__(self, engine: W2SEngine, limits: SandboxLimits | None = None):
+    def __init__(self, engine: W2SEngine, limits: TrialLimits | None = None):
         self.engine = engine
         self.limits = limits
 

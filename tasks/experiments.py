@@ -10,9 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 from labgap.data.tasks import TaskSpec
 from labgap.engine.model import TorchThreads
-from labgap.engine.w2s import Outcome, W2SEngine
+from labgap.engine.w2s import Outcome, TrialLimits, W2SEngine
 from labgap.methods.kinds import Method
-from labgap.programs.sandbox import SandboxLimits
 from tasks.logs import quiet_completed_task_runs
 from tasks.retry import RETRY_OPTIONS
 
@@ -83,10 +82,11 @@ def prepare_reference(task_spec: TaskSpec, seed: int) -> bool:
     **RETRY_OPTIONS,
 )
 def run_experiment(
-    task_spec: TaskSpec, method: Method, seed: int, limits: SandboxLimits | None = None
+    task_spec: TaskSpec, method: Method, seed: int, limits: TrialLimits | None = None
 ) -> Outcome:
-    """A program that fails comes back as a `TrialFailure` (recorded, not retried); only an
-    exception of the pipeline itself is retried."""
+    """A program that fails, or a `MethodSpec` that trains past the trial timeout, comes back as
+    a `TrialFailure` (recorded, not retried: it would fail again); only an exception of the
+    pipeline itself is retried."""
     return engine().run(task_spec, method, seed, limits)
 
 

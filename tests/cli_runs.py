@@ -17,6 +17,8 @@ def tiny_study_config(folder: Path, tasks, **fields) -> Path:
         "production_targets": [production],
         "n_agents": 2,
         "confirmation_seeds": 3,
+        "seeds_per_look": 4,
+        "max_seeds": 7,
         "executor": "thread",
         **fields,
     }

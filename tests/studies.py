@@ -144,6 +144,8 @@ def make_studies(tiny_study_tasks, folder: Path) -> Studies:
         "rounds": 3,
         "quick_seeds": 2,
         "confirmation_seeds": 4,
+        "seeds_per_look": 4,
+        "max_seeds": 8,
         "workers": 2,
     }
     db = folder / "studies.duckdb"

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from labgap.config import PROFILES, StudyConfig, load_study_config
+from labgap.data.tasks import BUILTIN_TASKS
 from labgap.errors import LabgapInputError
 
 
@@ -44,6 +45,16 @@ def test_config_file_overrides_and_cli_values(tmp_path):
         ({"heldout_tasks": [], "production_targets": []}, "at least one held-out task"),
         ({"heldout_tasks": ["rt-lab"]}, "distinct"),
         ({"agent_backend": "gpt"}, "agent_backend"),
+        ({"max_seeds": 3, "confirmation_seeds": 6}, "max_seeds: 3 is below"),
+        ({"design": "adaptive"}, "design"),
+        (
+            {
+                "production_targets": [
+                    BUILTIN_TASKS["rt-noisy-teacher"].model_copy(update={"name": "production"})
+                ]
+            },
+            "reserved",
+        ),
     ],
 )
 def test_invalid_study_configs(body, message):
@@ -88,3 +99,14 @@ def test_the_study_id_changes_with_what_changes_the_numbers_only():
     assert other_model.config_hash != claude.config_hash
     assert StudyConfig(claude={"max_tokens": 1000}).config_hash == StudyConfig().config_hash
     assert StudyConfig(workers=1, executor="thread").config_hash == StudyConfig().config_hash
+
+
+def test_the_sequential_design_plans_looks_and_a_fixed_study_keeps_its_id():
+    config = StudyConfig(profile="default")
+    assert config.design == "sequential" and config.schedule.sizes == [6, 10, 14, 18]
+    assert config.fresh_seeds(10)[:6] == config.fresh_seeds()
+    fixed = StudyConfig(profile="default", design="fixed")
+    assert fixed.schedule.sizes == [6]
+    changed = StudyConfig(profile="default", design="fixed", max_seeds=30, seeds_per_look=2)
+    assert fixed.config_hash == changed.config_hash
+    assert config.config_hash != fixed.config_hash

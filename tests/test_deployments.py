@@ -73,6 +73,7 @@ def test_quick_deployment_runs_with_parameters_and_leaves_artifacts_and_rows(
         n_agents=2,
         rounds=1,
         confirmation_seeds=3,
+        design="fixed",
         seed=5,
     )
     db = tmp_path / "deployed.duckdb"
@@ -93,7 +94,8 @@ def test_quick_deployment_runs_with_parameters_and_leaves_artifacts_and_rows(
     with Store(db) as store:
         study = store.query("SELECT status, seed, overall_verdict FROM studies").row(0, named=True)
         assert study["status"] == "completed" and study["seed"] == 5
-        assert count_rows(store, "gap_results") == 1 + 2 + 1 + 1  # and the known methods
+        # lab, two targets, the known methods, two headline verdicts, overall
+        assert count_rows(store, "gap_results") == 1 + 2 + 1 + 2 + 1
         assert count_rows(store, "transfer_trials") == 3 * 3
 
 

@@ -1,6 +1,7 @@
 import ast
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,14 @@ import torch
 
 import labgap.engine.mlp
 from labgap.data.tasks import TrainingRecipe
-from labgap.engine.mlp import MLP, fit, recipe_with, soft_cross_entropy, train_mlp
+from labgap.engine.mlp import (
+    MLP,
+    TrainingTimedOut,
+    fit,
+    recipe_with,
+    soft_cross_entropy,
+    train_mlp,
+)
 from labgap.engine.model import SeededDropout, train_student
 from labgap.methods.spec import MethodSpec
 
@@ -123,6 +131,16 @@ def test_fit_continues_training_a_given_model():
     assert not np.array_equal(after_fit, model.predict_proba(features))
 
 
+def test_a_deadline_stops_fit_between_minibatches_and_otherwise_changes_nothing():
+    features, targets = _problem()
+    recipe = TrainingRecipe(hidden=64, epochs=3, batch_size=16, dropout=0.2)
+    free = fit(None, features, targets, recipe, 4).predict_proba(features)
+    bounded = fit(None, features, targets, recipe, 4, deadline=time.monotonic() + 3600)
+    assert np.array_equal(free, bounded.predict_proba(features))
+    with pytest.raises(TrainingTimedOut, match="step 0 of 18"):
+        fit(None, features, targets, recipe, 4, deadline=time.monotonic() - 1)
+
+
 def test_recipe_with_changes_only_the_named_fields():
     changed = recipe_with(TrainingRecipe(), epochs=3)
     assert (changed.epochs, changed.hidden, changed.batch_size) == (3, 256, 64)
@@ -139,7 +157,7 @@ def test_the_kit_is_standalone():
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"numpy", "torch", "types"}
+    assert imported <= {"numpy", "torch", "time", "types"}
 
 
 def test_importing_the_model_module_does_not_import_torch():

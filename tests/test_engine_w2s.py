@@ -1,6 +1,14 @@
 import pytest
 
-from labgap.engine.w2s import W2SEngine, effective_recipe, pgr
+from labgap.config import StudyConfig
+from labgap.engine.w2s import (
+    TRIAL_TIMEOUT_SECONDS,
+    TrialFailure,
+    TrialLimits,
+    W2SEngine,
+    effective_recipe,
+    pgr,
+)
 from labgap.methods.spec import PRESETS, MethodSpec
 
 
@@ -76,6 +84,34 @@ def test_fixed_recipe_ignores_method_training_settings(tiny_binary_task):
     assert effective_recipe(tiny_binary_task.recipe, method).epochs == 3
     fixed = tiny_binary_task.recipe.model_copy(update={"fixed": True})
     assert effective_recipe(fixed, method) == fixed
+
+
+def test_a_method_training_past_the_trial_timeout_fails_with_the_timeout(tiny_binary_task):
+    engine = W2SEngine(disk_cache=False)
+    engine.teacher_and_ceiling(tiny_binary_task, 0)  # the task's, not bounded by the timeout
+    method = MethodSpec(self_training_rounds=2)
+    outcome = engine.run(tiny_binary_task, method, 0, TrialLimits(timeout_seconds=0.001))
+    assert isinstance(outcome, TrialFailure)
+    assert (outcome.method_hash, outcome.seed) == (method.method_hash, 0)
+    assert outcome.error.startswith(
+        "timed out: training took longer than the 0.001 s trial timeout (trial_timeout_seconds)"
+    )
+    assert "student 1 of 3" in outcome.error and engine.training_counts["student"] == 0
+    assert 0.001 <= outcome.wall_seconds < 10
+
+
+def test_a_timeout_that_is_not_reached_changes_no_number(tiny_multiclass_task):
+    method = MethodSpec(loss="logconf", aux_weight=0.5, self_training_rounds=1)
+    engine = W2SEngine(disk_cache=False)
+    bounded = engine.run(tiny_multiclass_task, method, 3, TrialLimits(timeout_seconds=3600))
+    free = engine.run(tiny_multiclass_task, method, 3, TrialLimits(timeout_seconds=None))
+    fields = {"wall_seconds", "teacher_cached"}
+    assert bounded.model_dump(exclude=fields) == free.model_dump(exclude=fields)
+
+
+def test_the_engines_default_timeout_is_the_studys():
+    study_default = StudyConfig.model_fields["trial_timeout_seconds"].default
+    assert TrialLimits().timeout_seconds == TRIAL_TIMEOUT_SECONDS == study_default
 
 
 def test_method_ranges_are_validated():

@@ -27,6 +27,8 @@ def tiny_config(tasks, **overrides) -> StudyConfig:
         "proposals_per_round": 1,
         "quick_seeds": 2,
         "confirmation_seeds": 3,
+        "seeds_per_look": 4,
+        "max_seeds": 7,
         "workers": 2,
     }
     return StudyConfig(**{**settings, **overrides})
@@ -59,8 +61,21 @@ def test_every_table_is_filled_and_consistent(finished_study):
         assert counts["studies"] == 1 and counts["tasks"] == 3 and counts["agents"] == 3
         assert counts["scoring_calls"] == 3 * 2
         assert 3 <= counts["forum_posts"] <= 6
-        assert counts["transfer_trials"] == 3 * 3
-        assert counts["gap_results"] == 1 + 2 + 1 + 1  # lab, targets, versus known, overall
+        # lab, targets, versus known, generalisation and production, overall
+        assert counts["gap_results"] == 1 + 2 + 1 + 2 + 1
+        looks = store.query(
+            "SELECT g.target, g.kind, g.n, g.look, g.stop_reason, g.verdict, count(p.seed) AS pairs"
+            " FROM gap_results g LEFT JOIN transfer_trials p USING (study_id, target) "
+            "WHERE g.kind IN ('lab', 'target') GROUP BY ALL"
+        )
+        assert counts["transfer_trials"] == sum(looks["pairs"])
+        for row in looks.iter_rows(named=True):
+            assert row["pairs"] == row["n"] == [3, 7][row["look"] - 1], row
+            assert row["stop_reason"] in {"decided", "cap", "no_lab_effect"}, row
+            if row["kind"] == "target" and row["stop_reason"] == "decided":
+                assert row["verdict"] != "inconclusive", row
+            if row["stop_reason"] == "cap":
+                assert row["n"] == 7, row
         assert counts["quality_checks"] > 0
         failed = store.query(
             "SELECT * FROM quality_checks WHERE critical AND NOT success AND study_id = 'tiny-e2e'"
@@ -83,8 +98,16 @@ def test_every_table_is_filled_and_consistent(finished_study):
         by_phase = {row["phase"]: set(row["s"]) for row in seeds.iter_rows(named=True)}
         assert not by_phase["search"] & by_phase["confirm"]
         verdicts = store.query("SELECT * FROM verdicts WHERE study_id = 'tiny-e2e'")
-        assert set(verdicts["kind"]) == {"lab", "target", "versus_known", "overall"}
+        assert set(verdicts["kind"]) == {"lab", "target", "versus_known", "headline", "overall"}
         study = store.query("SELECT * FROM studies").row(0, named=True)
+        headlines = dict(
+            verdicts.filter(pl.col("kind") == "headline").select("target", "verdict").rows()
+        )
+        assert headlines == {
+            "generalisation": study["generalisation_verdict"],
+            "production": study["production_verdict"],
+        }
+        assert study["design"] == "sequential"
         assert json.loads(study["config_json"])["n_agents"] == 3
         assert study["finished_at"] is not None
 

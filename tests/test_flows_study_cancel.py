@@ -33,7 +33,7 @@ def test_ctrl_c_leaves_the_study_cancelled_and_running_it_again_finishes_it(
             "SELECT status, error, finished_at FROM studies"
         ).fetchall()[0]
     assert status == "cancelled" and finished is not None
-    assert error.startswith("KeyboardInterrupt during stage 2/5 search"), error
+    assert error.startswith("KeyboardInterrupt during stage 2/4 search"), error
 
     second = start_run(config, db, env)
     output = second.communicate(timeout=300)[0]

@@ -37,6 +37,7 @@ def claude_config(tasks, base_url: str) -> StudyConfig:
         rounds=2,
         quick_seeds=2,
         confirmation_seeds=3,
+        design="fixed",
         scoring_budget=10,
         agent_backend="claude",
         claude=ClaudeSettings(base_url=base_url),
@@ -59,7 +60,7 @@ def test_claude_study_end_to_end_records_costs_and_resumes_without_paid_calls(
             app, ["run", "--agents", "claude", "--config", str(config_file), "--db", str(db)]
         )
         assert result.exit_code == 0, result.output
-        assert "overall verdict" in result.output
+        assert "production transfer (production targets): " in result.output
         answered = [r for r in server.requests if r.scripted]
         with Store(db) as store:
             calls = store.query("SELECT * FROM llm_calls ORDER BY created_at, agent_id, turn")

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.slow
 
 KILL_POINTS = [
     "round 1/2",
-    "stage 3/5 confirm: started",
-    "stage 4/5 transfer: tiny-multiclass",
-    "stage 5/5 analyse: started",
-    "stage 5/5 analyse: done",
+    "stage 3/4 confirm and transfer: started",
+    "stage 3/4 confirm and transfer: tiny-multiclass",
+    "stage 4/4 analyse: started",
+    "stage 4/4 analyse: done",
 ]
-"""Mid-search, at the confirmation, mid-transfer, at the analysis, and while the report is written."""
+"""Mid-search, as the looks begin, mid-look, at the analysis, and while the report is written."""
 
 COMPARED = {
     "trials": "* EXCLUDE (created_at, wall_seconds, teacher_cached)",
@@ -30,7 +30,8 @@ COMPARED = {
     "forum_posts": "* EXCLUDE (created_at)",
     "transfer_trials": "* EXCLUDE (created_at)",
     "gap_results": "* EXCLUDE (created_at)",
-    "studies": "study_id, status, overall_verdict, hacking_flags, error",
+    "studies": "study_id, status, overall_verdict, generalisation_verdict, production_verdict, "
+    "design, hacking_flags, error",
 }
 
 

@@ -65,6 +65,7 @@ def tiny_config(tasks, **overrides) -> StudyConfig:
         "production_targets": [production],
         "quick_seeds": 2,
         "confirmation_seeds": 3,
+        "design": "fixed",
         "scoring_budget": 2,
         "workers": 2,
     }

@@ -1,4 +1,4 @@
-"""Progress lines: stage N of 5, counts, elapsed time and an estimate of what is left."""
+"""Progress lines: stage N of 4, counts, elapsed time and an estimate of what is left."""
 
 from labgap.config import StudyConfig
 from labgap.plan import build_plan
@@ -26,9 +26,23 @@ def test_lines_say_the_stage_the_counts_and_the_time_left(tiny_study_tasks):
     progress.experiments("tiny-binary", ran=4, reused=0)
     now[0] = 120.0
     progress.finished("4 scoring calls")
-    assert lines[0] == "stage 2/5 search: started; 0 s elapsed"
+    assert lines[0] == "stage 2/4 search: started; 0 s elapsed"
     assert lines[1] == (
-        "stage 2/5 search: tiny-binary: 4 experiment(s) run, 0 read back; 4/35 done; "
+        "stage 2/4 search: tiny-binary: 4 experiment(s) run, 0 read back; 4/35 done; "
         "10 s elapsed, about 78 s left"
     )
-    assert lines[2] == "stage 2/5 search: done in 20 s (4 scoring calls)"
+    assert lines[2] == "stage 2/4 search: done in 20 s (4 scoring calls)"
+
+
+def test_a_further_look_adds_its_experiments_to_the_plan(tiny_study_tasks):
+    lab, heldout, production = tiny_study_tasks
+    config = StudyConfig(
+        lab_task=lab, heldout_tasks=[heldout], production_targets=[production], n_agents=2
+    )
+    lines = []
+    progress = StudyProgress(build_plan(config), lines.append, clock=lambda: 0.0)
+    planned = progress.planned
+    progress.stage("confirm and transfer")
+    progress.look(12, "next look: tiny-binary to 10 seeds")
+    assert progress.planned == planned + 12
+    assert lines[-1] == "stage 3/4 confirm and transfer: next look: tiny-binary to 10 seeds"

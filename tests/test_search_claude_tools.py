@@ -70,6 +70,19 @@ def test_a_score_that_is_not_finite_is_reported_as_undefined():
     ]
 
 
+def test_a_heavy_method_specs_result_says_what_it_was_charged():
+    heavy = MethodSpec(epochs=100)
+    charged = scoring_call(heavy, 0.3, [0, 1]).model_copy(update={"charge": 5})
+    calls = [charged, scoring_call(LOGCONF, 0.2, [0, 1])]
+    results = experiments_payload([heavy, LOGCONF], calls, [False, False], asked=2)["results"]
+    assert [r["cost"] for r in results] == [
+        "5 dev-scoring calls: its estimated compute is ~5x vanilla's",
+        "1 dev-scoring call",
+    ]
+    again = experiments_payload([heavy], [charged], [True], asked=2)["results"][0]["cost"]
+    assert again == "free: already scored for you in round 1"
+
+
 def test_a_post_carries_the_latest_pipeline_score_and_needs_one():
     scored = [
         ScoredMethod(round=0, method=BOOTSTRAP, dev_pgr=0.4, n_seeds=1),

@@ -297,9 +297,13 @@ def test_invalid_agent_settings_are_rejected(options):
 class SyntheticLab:
     """A `Lab` scoring by `synthetic_pgr`, charging one call per new method, as the pipeline's."""
 
-    def __init__(self, budget: int = 3):
+    def __init__(self, budget: int = 3, charge: int = 1):
         self.asked: list[tuple[int, int, str]] = []
         self.budget = budget
+        self._charge = charge
+
+    def charge(self, method):
+        return self._charge
 
     def score(self, agent_id, round, methods, n_seeds=None):
         from labgap.search.scoring import ScoringCall
@@ -335,6 +339,14 @@ def test_a_round_proposes_scores_and_posts_and_a_used_budget_stops_the_agent():
     assert third.scored == [] and third.out_of_budget
     assert third.stop_reason == "scoring budget used up" and len(third.posts) == 1
     assert len(lab.asked) == 3
+
+
+def test_a_proposal_the_budget_left_cannot_pay_for_is_dropped_unscored():
+    agent = EmbeddedAgent(0, DIRECTIONS[0], seed=5, proposals_per_round=2, scoring_budget=3)
+    outcome = agent.run_round(0, [], SyntheticLab(charge=2))
+    assert len(outcome.scored) == 1 and not outcome.out_of_budget  # two proposed, one paid for
+    outcome = agent.run_round(1, [], SyntheticLab(charge=4))
+    assert outcome.scored == [] and outcome.stop_reason is None  # nothing affordable this round
 
 
 def test_a_replayed_agent_asks_for_exactly_what_it_asked_before():

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from studies import scripted_trial
 
+from labgap.data.tasks import BUILTIN_TASKS
 from labgap.engine.w2s import W2SEngine
 from labgap.methods.spec import PRESETS, MethodSpec
 from labgap.search.scoring import (
@@ -16,8 +17,10 @@ from labgap.search.scoring import (
     BudgetExhausted,
     GuardedLab,
     charge_for,
+    compute_ratio,
     mean_and_se,
     mean_dev_pgr,
+    method_charge,
 )
 from labgap.trials import LocalExecutor, TrialBook
 
@@ -116,4 +119,48 @@ def test_a_program_is_charged_by_the_cpu_seconds_it_used(tiny_binary_task):
     cpu = PROGRAM_CPU_SECONDS_PER_CALL * 2.5
     heavy = base.model_copy(update={"program_cpu_seconds": cpu})
     assert charge_for([heavy, heavy], [], 2) == 3
-    assert charge_for([], [], 2) == 1  # an in-process method: one call
+    assert charge_for([], [], 2) == 1  # at least one call
+
+
+def test_a_method_spec_is_charged_its_compute_relative_to_vanilla_rounded_up():
+    lab = BUILTIN_TASKS["rt-lab"]
+    assert method_charge(lab, VANILLA) == 1
+    assert [name for name, m in PRESETS.items() if method_charge(lab, m) > 1] == ["knn-relabel"]
+    assert compute_ratio(lab, MethodSpec(epochs=100)) == pytest.approx(5.0)  # 100 / 20 epochs
+    assert method_charge(lab, MethodSpec(epochs=100)) == 5
+    assert method_charge(lab, MethodSpec(self_training_rounds=2)) == 3
+    assert method_charge(lab, MethodSpec(epochs=21)) == 1  # 1.05x: within the tolerance
+    assert method_charge(lab, MethodSpec(epochs=23)) == 2  # 1.15x
+    assert method_charge(lab, PRESETS["knn-relabel"]) == 2  # kNN: ~0.2x vanilla a round
+    heaviest = MethodSpec(
+        epochs=100, hidden=1024, batch_size=32, self_training_rounds=2, knn_k=50, knn_mix=0.5
+    )
+    assert 55 <= method_charge(lab, heaviest) <= 65  # ~60x measured
+    fixed = BUILTIN_TASKS["rt-long-recipe"]  # its recipe wins over the method's settings
+    assert method_charge(fixed, MethodSpec(epochs=100, hidden=1024)) == 1
+
+
+def test_a_heavy_method_is_charged_its_ratio_and_the_budget_shows_it(tiny_binary_task):
+    heavy = MethodSpec(epochs=30)  # the task's recipe trains 10 epochs: 3x vanilla
+    lab, _, calls, runs = make_lab(tiny_binary_task, budget=4)
+    assert lab.charge(heavy) == 3 and lab.charge(VANILLA) == 1
+    (call,) = lab.score(0, 0, [heavy])
+    assert (call.charge, call.budget_left) == (3, 1) and call.dev_pgr is not None
+    assert len(runs) == 2 and calls == [call]
+
+
+def test_a_method_whose_charge_exceeds_the_budget_left_is_refused_without_running(
+    tiny_binary_task,
+):
+    lab, _, calls, runs = make_lab(tiny_binary_task, budget=2)
+    heavy = MethodSpec(epochs=50)
+    refusal = (
+        r"2 dev-scoring call\(s\) left, 1 new method\(s\) asked costing 5; "
+        r"xent epochs=50 costs 5 \(estimated compute 5.0x vanilla's\)"
+    )
+    with pytest.raises(BudgetExhausted, match=refusal):
+        lab.score(0, 0, [heavy])
+    with pytest.raises(BudgetExhausted, match="costing 6"):
+        lab.score(0, 0, [VANILLA, heavy])  # refused whole
+    assert calls == [] and runs == []
+    assert lab.score(0, 0, [VANILLA])[0].budget_left == 1

@@ -1,6 +1,8 @@
 """Checks of labgap.stats.samples: a task's seeds reduced to PGR-unit effects, seen through
 `analyse_gap`; degenerate data gives flags and reasons, never NaN."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -105,7 +107,8 @@ def test_undefined_denominator():
     result = analyse_gap(LAB, [task, GOOD], GapConfig())
     target = result.targets[0]
     assert "undefined_denominator" in target.flags and target.delta is None
-    assert target.verdict == "inconclusive" and result.overall_verdict == "replicated"
+    assert target.verdict == "inconclusive" and result.targets[1].verdict == "replicated"
+    assert result.overall_verdict == "inconclusive"
     assert_clean(result)
 
 
@@ -130,3 +133,49 @@ def test_unpaired_with_one_run_per_arm():
     assert "insufficient_seeds" in result.targets[0].flags
     assert result.targets[0].delta == pytest.approx(0.5)
     assert_clean(result)
+
+
+# ------------------------------------------------------------------ the divisor's noise
+def test_paired_se_counts_the_noise_of_the_mean_gap():
+    """Delta-method SE of the ratio of means, written out: Var(d̄ − R·ḡ) / ḡ², with the gap's
+    variance and its covariance with the effect; the point estimate is unchanged."""
+    weak = [0.50, 0.52, 0.47, 0.51, 0.49]
+    ceiling = [0.70, 0.69, 0.71, 0.66, 0.72]
+    baseline = [0.60, 0.61, 0.58, 0.62, 0.60]
+    method = [0.65, 0.68, 0.62, 0.69, 0.65]  # the gain is smaller where the gap is wider
+    task = paired_task("noisy_gap", baseline, method, weak=weak, ceiling=ceiling)
+    target = analyse_gap(LAB, [task], GapConfig()).targets[0]
+    d, g = np.subtract(method, baseline), np.subtract(ceiling, weak)
+    ratio = d.mean() / g.mean()
+    cov = np.cov(d, g)
+    variance = cov[0, 0] - 2 * ratio * cov[0, 1] + ratio**2 * cov[1, 1]
+    assert target.delta == pytest.approx(ratio, rel=1e-12)
+    assert target.denominator == pytest.approx(g.mean(), rel=1e-12)
+    assert target.se == pytest.approx(math.sqrt(variance / 5) / g.mean(), rel=1e-12)
+    assert target.df == 4
+    assert target.se > 1.5 * np.std(d, ddof=1) / g.mean() / math.sqrt(5)  # the old SE
+
+
+def test_zero_variance_is_the_same_share_of_the_gap_on_every_seed():
+    """Identical per-seed effects now mean the same PGR on every seed (d_i = R·g_i): no
+    variance to estimate. A constant accuracy gain over gaps that vary is not identical."""
+    weak = [0.50, 0.52, 0.47, 0.51]
+    ceiling = [0.70, 0.69, 0.71, 0.66]
+    baseline = [0.60, 0.61, 0.58, 0.62]
+    share = [b + 0.25 * (c - w) for b, c, w in zip(baseline, ceiling, weak, strict=True)]
+    task = paired_task("share", baseline, share, weak=weak, ceiling=ceiling)
+    target = analyse_gap(LAB, [task], GapConfig()).targets[0]
+    assert "zero_variance" in target.flags and target.ci95_low is None
+    assert target.delta == pytest.approx(0.25)
+    constant = [b + 0.05 for b in baseline]
+    task = paired_task("constant_gain", baseline, constant, weak=weak, ceiling=ceiling)
+    target = analyse_gap(LAB, [task], GapConfig()).targets[0]
+    assert "zero_variance" not in target.flags and target.se > 0
+
+
+def test_paired_divisor_uses_the_paired_seeds():
+    lone = SeedResult(seed=50, weak_acc=0.3, ceiling_acc=0.9, baseline_acc=0.6, method_acc=None)
+    lopsided = TaskSample(name="lopsided", seeds=[*GOOD.seeds, lone])
+    target = analyse_gap(LAB, [lopsided], GapConfig()).targets[0]
+    assert target.denominator == pytest.approx(GAP)
+    assert target.delta == pytest.approx(np.mean([0.45, 0.50, 0.40, 0.47, 0.43, 0.48]))

@@ -88,12 +88,14 @@ def test_a_database_from_another_schema_version_is_refused_clearly(tmp_path):
 
 
 def test_a_schema_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path):
+    """Through every migration since schema 1 (schema 3: headline verdicts, looks)."""
     path = tmp_path / "v1.duckdb"
     Store(path).close()
     added = {
         "scoring_calls": ["error", "charge"],
-        "studies": ["sandbox"],
+        "studies": ["sandbox", "generalisation_verdict", "production_verdict", "design"],
         "trials": ["program_cpu_seconds"],
+        "gap_results": ["look", "stop_reason", "rho_ci_set"],
     }
     connection = duckdb.connect(str(path))
     for view in VIEWS:

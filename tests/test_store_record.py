@@ -3,6 +3,7 @@
 import polars as pl
 import pytest
 from db import count_rows
+from test_stats_analysis import GOOD, LAB
 
 from labgap.config import StudyConfig
 from labgap.engine.w2s import W2SEngine
@@ -11,6 +12,8 @@ from labgap.plan import build_plan
 from labgap.quality import QualityGateError, validate_stage
 from labgap.search.agent import ForumPost
 from labgap.search.scoring import ScoringCall
+from labgap.stats.analysis import analyse_gap
+from labgap.stats.schemas import GapConfig
 from labgap.store.connection import Store
 from labgap.store.record import StudyRecorder, recorded_trials
 
@@ -59,7 +62,7 @@ def test_a_resumed_study_is_running_again_until_it_ends(plan, tmp_path):
     with Store(tmp_path / "r.duckdb") as store:
         record = StudyRecorder(store, plan.study_id, "v1")
         assert record.study_started(plan) is None
-        record.finished("cancelled", error="KeyboardInterrupt during stage 2/5 search")
+        record.finished("cancelled", error="KeyboardInterrupt during stage 2/4 search")
         first = store.query("SELECT started_at FROM studies")["started_at"][0]
         assert record.study_started(plan) == "cancelled"
         row = store.query("SELECT status, error, finished_at, started_at FROM studies").row(0)
@@ -140,11 +143,16 @@ def test_the_first_stop_of_an_agent_is_kept_and_a_study_finishes_once_written(pl
         record.plan(plan)
         record.agent_stopped(1, 2, "budget")
         record.agent_stopped(1, 3, "later")
-        record.finished("completed", "replicated")
+        analysis = analyse_gap(LAB, [GOOD], GapConfig())
+        record.finished("completed", analysis)
         agents = store.query("SELECT agent_id, stop_reason, stopped_round FROM agents ORDER BY 1")
         assert agents.rows() == [(0, None, None), (1, "budget", 2)]
-        study = store.query("SELECT status, overall_verdict, finished_at FROM studies")
-        assert study.row(0)[:2] == ("completed", "replicated") and study.row(0)[2] is not None
+        study = store.query(
+            "SELECT status, overall_verdict, generalisation_verdict, production_verdict, design, "
+            "finished_at FROM studies"
+        )
+        assert study.row(0)[:5] == ("completed", "replicated", None, "replicated", "fixed")
+        assert study.row(0)[5] is not None
         assert isinstance(store.query("SELECT * FROM trials"), pl.DataFrame)
 
 
@@ -227,7 +235,7 @@ def test_streamed_rows_publish_at_most_every_30_s_and_stages_at_once(plan, tmp_p
     assert published == [0, 1, 31, 61]
     at(62).leaderboard(pl.DataFrame({"rank": [1]}))
     at(62.5).transfer_trials([pair], "confirm")
-    at(63).finished("completed", "replicated")
+    at(63).finished("completed", analyse_gap(LAB, [GOOD], GapConfig()))
     assert published == [0, 1, 31, 61, 62, 62.5, 63]
     snapshot_rows = snapshot.read_snapshot(
         store.path,

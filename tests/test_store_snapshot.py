@@ -117,6 +117,7 @@ def watched_study(tmp_path_factory, tiny_study_tasks):
                 "rounds": 1,
                 "quick_seeds": 2,
                 "confirmation_seeds": 3,
+                "design": "fixed",
                 "workers": 1,
                 "executor": "thread",
             }
@@ -159,7 +160,7 @@ def watched_study(tmp_path_factory, tiny_study_tasks):
 def test_an_analyst_holding_the_snapshot_does_not_block_the_study(watched_study):
     study, holder_states, _, final = watched_study
     assert study.returncode == 0, study.stdout[-3000:] + study.stderr[-3000:]
-    assert "overall verdict" in study.stdout
+    assert "production transfer (production targets): " in study.stdout
     assert final["status"] == ["completed"]
     # The analyst read throughout, from the copy it opened (replaced under it, never changed).
     assert len(holder_states) >= 20

@@ -2,7 +2,7 @@
 
 import pytest
 
-from labgap.engine.w2s import W2SEngine
+from labgap.engine.w2s import TrialFailure, TrialLimits, W2SEngine
 from labgap.methods.spec import PRESETS
 from labgap.trials import LocalExecutor, RecordedTrial, TrialBook
 
@@ -10,8 +10,8 @@ VANILLA, LOGCONF = PRESETS["vanilla"], PRESETS["logconf"]
 
 
 class CountingExecutor(LocalExecutor):
-    def __init__(self):
-        super().__init__(W2SEngine())
+    def __init__(self, limits: TrialLimits | None = None):
+        super().__init__(W2SEngine(), limits)
         self.batches: list[list[tuple[str, int]]] = []
 
     def run(self, task, runs, phase, done):
@@ -79,3 +79,18 @@ def test_a_kill_in_the_middle_of_a_batch_keeps_the_trials_that_had_completed(tin
     resumed = TrialBook(executor, recorded, lambda *args: None)
     resumed.trials(tiny_binary_task, [VANILLA, LOGCONF], [0, 1], "search", "round0")
     assert executor.batches == [[(LOGCONF.method_hash, 1)]]  # only the trial in flight
+
+
+def test_a_timed_out_trial_is_recorded_as_failed_and_never_run_again(tiny_binary_task):
+    executor, handed = CountingExecutor(TrialLimits(timeout_seconds=0.001)), []
+    book = TrialBook(executor, [], lambda phase, batch, outcomes: handed.extend(outcomes))
+    assert book.trials(tiny_binary_task, [VANILLA], [0], "search", "b") == []
+    (failure,) = book.failures(tiny_binary_task, VANILLA)
+    assert isinstance(failure, TrialFailure) and "0.001 s trial timeout" in failure.error
+    assert handed == [failure] and book.has(tiny_binary_task, VANILLA, 0)
+    assert book.trials(tiny_binary_task, [VANILLA], [0], "confirm", "again") == []
+    assert len(executor.batches) == 1
+    resumed_executor = CountingExecutor()  # a resumed study: the recorded failure is known
+    resumed = TrialBook(resumed_executor, [], lambda *args: None, failed=[failure])
+    assert resumed.trials(tiny_binary_task, [VANILLA], [0], "search", "b") == []
+    assert resumed_executor.batches == []

@@ -13,7 +13,7 @@ is vanilla weak-to-strong training, numerically the same student the engine trai
 
     train_mlp(features, targets, recipe, seed, weights=None, model=None) -> MLP
         soft-target cross-entropy, optional per-row weights, optional warm start
-    fit(model, features, targets, recipe, seed, loss=None) -> MLP
+    fit(model, features, targets, recipe, seed, loss=None, deadline=None) -> MLP
         the training loop with your own loss(log_probs, target_rows, progress)
     MLP(n_in, n_classes, recipe, seed): .forward(tensor) -> logits, .predict_proba(array)
     soft_cross_entropy(log_probs, targets, weights=None); recipe_with(recipe, **changes)
@@ -32,11 +32,16 @@ What every function here guarantees:
 torch is imported inside the functions so that importing this module stays cheap.
 """
 
+import time
 from types import SimpleNamespace
 
 import numpy as np
 
 RECIPE_FIELDS = ("epochs", "lr", "weight_decay", "hidden", "dropout", "batch_size")
+
+
+class TrainingTimedOut(TimeoutError):
+    """`fit` stopped between two minibatches because its deadline had passed."""
 
 
 class SeededDropout:
@@ -126,7 +131,15 @@ def soft_cross_entropy(log_probs, targets, weights=None):
     return per_row.mean()
 
 
-def fit(model, features: np.ndarray, targets: np.ndarray, recipe, seed: int, loss=None):
+def fit(
+    model,
+    features: np.ndarray,
+    targets: np.ndarray,
+    recipe,
+    seed: int,
+    loss=None,
+    deadline: float | None = None,
+):
     """Train `model` (or, if None, a fresh `MLP(features.shape[1], targets.shape[1], recipe,
     seed)`) with AdamW for `recipe.epochs` epochs of shuffled minibatches; returns the model in
     evaluation mode.
@@ -138,6 +151,11 @@ def fit(model, features: np.ndarray, targets: np.ndarray, recipe, seed: int, los
     row per feature row, so extra columns can carry per-row data for the loss (then pass a
     model, since its number of classes is not targets.shape[1]). The batch order comes from a
     generator seeded with `seed + 1`; dropout uses the model's own generator.
+
+    `deadline` (a `time.monotonic()` value; None: none) is checked before every minibatch, and
+    `TrainingTimedOut` is raised once it has passed: the engine's per-trial timeout, cooperative
+    so that it works in any executor. Reading the clock draws nothing, so a run that finishes
+    gives the same numbers with or without a deadline.
     """
     import torch
 
@@ -164,6 +182,8 @@ def fit(model, features: np.ndarray, targets: np.ndarray, recipe, seed: int, los
     for _ in range(recipe.epochs):
         order = torch.randperm(n_rows, generator=generator)
         for start in range(0, n_rows, recipe.batch_size):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrainingTimedOut(f"stopped before step {step} of {total_steps}")
             rows = order[start : start + recipe.batch_size]
             logits = model.forward(inputs[rows])
             log_probs = torch.log_softmax(logits, dim=1)

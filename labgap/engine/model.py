@@ -22,8 +22,10 @@ def train_student(
     recipe: TrainingRecipe,
     method: MethodSpec,
     seed: int,
+    deadline: float | None = None,
 ) -> MLP:
-    """Train on soft targets with the method's loss; aux terms ramp up over the warmup."""
+    """Train on soft targets with the method's loss; aux terms ramp up over the warmup. Past
+    `deadline` (a `time.monotonic()` value) training stops with `TrainingTimedOut`."""
     import torch
 
     prior = torch.from_numpy(as_float32(targets)).mean(dim=0)
@@ -34,7 +36,7 @@ def train_student(
             aux *= min(1.0, progress / method.warmup)
         return student_loss(method.loss, log_probs, target, aux, prior)
 
-    return fit(None, features, targets, recipe, seed, loss)
+    return fit(None, features, targets, recipe, seed, loss, deadline)
 
 
 class TorchThreads:

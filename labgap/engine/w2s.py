@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from labgap.data.datasets import Dataset, load_dataset
 from labgap.data.features import build_view
 from labgap.data.tasks import TaskSpec, TrainingRecipe, split_indices
+from labgap.engine.mlp import TrainingTimedOut
 from labgap.engine.model import MLP, TorchThreads, train_student
 from labgap.engine.targets import noisy_labels, one_hot, shape_targets
 from labgap.methods.kinds import Method
@@ -28,6 +29,11 @@ from labgap.programs.sandbox import ProgramInputs, Sandbox, SandboxLimits
 
 ENGINE_VERSION = "2"
 RECIPE_FIELDS = ("epochs", "lr", "weight_decay", "hidden", "dropout", "batch_size")
+TRIAL_TIMEOUT_SECONDS = 900.0
+"""The default wall-clock limit of a `MethodSpec`'s training (the config's
+`trial_timeout_seconds`), measured on one torch thread: ~5x the most expensive method of the
+space on rt-lab (~165 s; 293 s on a machine loaded 2x over its cores), ~80x the slowest built-in
+recipe (rt-long-recipe's vanilla, ~11 s). A timed-out trial is failed for good, hence the margin."""
 
 
 def pgr(weak_acc: float, ceiling_acc: float, student_acc: float) -> float | None:
@@ -72,11 +78,24 @@ class TrialResult(TrialIdentity):
 
 class TrialFailure(TrialIdentity):
     """A trial whose method did not produce predictions (a program raised, timed out, exceeded a
-    limit or returned bad output): recorded with its error, never retried, never scored."""
+    limit or returned bad output; a `MethodSpec` trained past the trial timeout): recorded with its
+    error, never retried, never scored."""
 
     error: str
     cpu_seconds: float
+    """A program's CPU seconds; for a `MethodSpec`, its thread's (torch's own threads not
+    counted)."""
     wall_seconds: float
+
+
+class TrialLimits(BaseModel):
+    """What bounds one trial: a program runs under the sandbox's limits; a `MethodSpec` stops
+    training after `timeout_seconds` of wall-clock time (None: never), checked between minibatches
+    so that it works in every executor."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
+    timeout_seconds: float | None = TRIAL_TIMEOUT_SECONDS
 
 
 Outcome = TrialResult | TrialFailure
@@ -232,23 +251,29 @@ class W2SEngine:
         task: TaskSpec,
         method: Method,
         seed: int,
-        limits: SandboxLimits | None = None,
+        limits: TrialLimits | None = None,
     ) -> Outcome:
         """One experiment: the student trained with `method` on the teacher's labels, scored. A
-        program runs in the sandbox under `limits`; if it fails, the outcome says why."""
+        program runs in the sandbox under `limits.sandbox`, a `MethodSpec`'s training stops after
+        `limits.timeout_seconds` (the teacher and ceiling are the task's, not bounded); if either
+        fails, the outcome says why."""
         started = time.perf_counter()
+        limits = limits or TrialLimits()
         threads = TorchThreads.configure(self.workers)
         reference, cached = self.teacher_and_ceiling(task, seed)
         data = self.data(task, seed)
         cpu_seconds = None
         if isinstance(method, ProgramMethod):
-            sandbox = self.sandbox(limits or SandboxLimits())
+            sandbox = self.sandbox(limits.sandbox)
             outcome = self._run_program(task, method, seed, reference, data, sandbox, threads)
             if isinstance(outcome, TrialFailure):
                 return outcome
             dev_probs, test_probs, cpu_seconds = outcome
         else:
-            dev_probs, test_probs = self._train(task, method, seed, reference, data)
+            trained = self._train(task, method, seed, reference, data, limits.timeout_seconds)
+            if isinstance(trained, TrialFailure):
+                return trained
+            dev_probs, test_probs = trained
         labels = data.dataset.labels
         dev_acc = accuracy(dev_probs, labels[data.splits["dev"]])
         test_acc = accuracy(test_probs, labels[data.splits["test"]])
@@ -280,16 +305,29 @@ class W2SEngine:
         seed: int,
         reference: TeacherAndCeiling,
         data: PreparedData,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The in-process student of a `MethodSpec`: its dev and test probabilities."""
+        timeout: float | None,
+    ) -> tuple[np.ndarray, np.ndarray] | TrialFailure:
+        """The in-process student of a `MethodSpec`: its dev and test probabilities, or a failure
+        once its training (every self-training round's) has taken more than `timeout` seconds."""
         recipe = effective_recipe(task.recipe, method)
         w2s_features = data.strong_features[data.splits["w2s_train"]]
         teacher = reference.teacher_probs
-        for round_index in range(method.self_training_rounds + 1):
+        started, cpu = time.monotonic(), time.thread_time()
+        deadline = None if timeout is None else started + timeout
+        students = method.self_training_rounds + 1
+        for round_index in range(students):
             rows, targets = shape_targets(teacher, w2s_features, method)
-            student = train_student(
-                w2s_features[rows], targets, recipe, method, seed + 7919 * round_index
-            )
+            try:
+                student = train_student(
+                    w2s_features[rows], targets, recipe, method, seed + 7919 * round_index, deadline
+                )
+            except TrainingTimedOut as stopped:
+                error = (
+                    f"timed out: training took longer than the {timeout:g} s trial timeout "
+                    f"(trial_timeout_seconds); {stopped}, student {round_index + 1} of {students}"
+                )
+                cpu_seconds, wall = time.thread_time() - cpu, time.monotonic() - started
+                return _failure(task, method, seed, error, cpu_seconds, wall)
             self.training_counts["student"] += 1
             teacher = student.predict_proba(w2s_features)
         features = data.strong_features
@@ -326,19 +364,26 @@ class W2SEngine:
         run = sandbox.run(method.source, inputs, threads=threads)
         self.training_counts["program"] += 1
         if run.probs is None:
-            return TrialFailure(
-                task=task.name,
-                task_hash=task.task_hash,
-                method_hash=method.method_hash,
-                method_json=method.canonical_json(),
-                seed=seed,
-                error=run.error or "the program returned nothing",
-                cpu_seconds=run.cpu_seconds,
-                wall_seconds=run.wall_seconds,
-            )
+            error = run.error or "the program returned nothing"
+            return _failure(task, method, seed, error, run.cpu_seconds, run.wall_seconds)
         probs = np.empty_like(run.probs)
         probs[order] = run.probs
         return probs[: len(dev)], probs[len(dev) :], run.cpu_seconds
+
+
+def _failure(
+    task: TaskSpec, method: Method, seed: int, error: str, cpu_seconds: float, wall_seconds: float
+) -> TrialFailure:
+    return TrialFailure(
+        task=task.name,
+        task_hash=task.task_hash,
+        method_hash=method.method_hash,
+        method_json=method.canonical_json(),
+        seed=seed,
+        error=error,
+        cpu_seconds=cpu_seconds,
+        wall_seconds=wall_seconds,
+    )
 
 
 TEACHER_SCORES = ("weak_acc_dev", "weak_acc_test", "ceiling_acc_dev", "ceiling_acc_test")

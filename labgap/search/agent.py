@@ -74,6 +74,11 @@ class Lab(Protocol):
         methods."""
         ...
 
+    def charge(self, method: Method) -> int:
+        """Dev-scoring calls scoring `method` anew costs, known before it runs (a program's is a
+        minimum: it is charged by the CPU seconds it used)."""
+        ...
+
 
 @runtime_checkable
 class Agent(Protocol):

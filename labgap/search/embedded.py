@@ -116,14 +116,15 @@ class EmbeddedAgent:
     def run_round(self, round: int, forum: list[ForumPost], lab: Lab) -> RoundOutcome:
         """Propose up to `proposals_per_round` methods, learn their dev PGR, post the best so far.
 
-        The agent keeps the budget the lab reports after each call (a program that used much
-        compute costs several calls), so a replayed round, answered from the record, asks for
-        exactly what it asked the first time. Once its budget is used up it stops for good but
-        keeps posting its best."""
+        The agent keeps the budget the lab reports after each call (a heavy method or a program
+        that used much compute costs several calls), so a replayed round, answered from the
+        record, asks for exactly what it asked the first time. A proposal its budget left cannot
+        pay for is dropped unscored (see `_affordable`). Once its budget is used up it stops for
+        good but keeps posting its best."""
         left = self._proposals_per_round
         if self._budget_left is not None:
             left = min(left, self._budget_left)
-        proposals = self.propose(round, left, forum)
+        proposals = self._affordable(self.propose(round, left, forum), lab)
         calls = lab.score(self.agent_id, round, [p.method for p in proposals]) if proposals else []
         if calls and self._budget_left is not None:
             self._budget_left = min(call.budget_left for call in calls)
@@ -145,6 +146,22 @@ class EmbeddedAgent:
             stop_reason="scoring budget used up" if left <= 0 else None,
             out_of_budget=left <= 0,
         )
+
+    def _affordable(self, proposals: list[Proposal], lab: Lab) -> list[Proposal]:
+        """The proposals the budget left pays for, in order (the lab would refuse the whole
+        request otherwise). The others are never scored: the sampler is told they failed, so it
+        moves away from methods this agent can no longer afford."""
+        if self._budget_left is None:
+            return proposals
+        kept, left = [], self._budget_left
+        for proposal in proposals:
+            charge = lab.charge(proposal.method)
+            if charge <= left:
+                kept.append(proposal)
+                left -= charge
+            else:
+                self.observe(proposal, None, 0)
+        return kept
 
     def propose(self, round: int, n: int, forum: list[ForumPost]) -> list[Proposal]:
         proposals: list[Proposal] = []

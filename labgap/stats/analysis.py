@@ -14,10 +14,11 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from labgap.stats.decision import Decisions, decide, verdict_reasons
+from labgap.stats.decision import Decisions, decide, family_verdict, verdict_reasons
 from labgap.stats.intervals import (
     Effect,
     fieller_interval,
+    fieller_pieces,
     is_usable,
     t_interval,
     t_p_value,
@@ -27,11 +28,13 @@ from labgap.stats.power import seeds_for_test, seeds_to_decide
 from labgap.stats.samples import TaskData, task_data
 from labgap.stats.schemas import (
     DESCRIPTIVE_LEVEL,
+    QUESTIONS,
     RHO_KINDS,
     VERDICTS,
     Candidate,
     GapAnalysis,
     GapConfig,
+    Headline,
     KnownComparison,
     LabEffect,
     SearchBaseline,
@@ -39,6 +42,7 @@ from labgap.stats.schemas import (
     TaskSample,
     num,
 )
+from labgap.stats.sequential import look_level
 from labgap.stats.winners import winner_fields
 
 
@@ -70,9 +74,17 @@ class _StudyInput(BaseModel):
         return self
 
 
-def _estimate_fields(data) -> dict:
+def _descriptive_level(config: GapConfig, look: int) -> float:
+    """Nominal level of the reported 95% interval at a look (0.95 with the fixed design)."""
+    return look_level(config.design, config.schedule, 1.0 - DESCRIPTIVE_LEVEL, look)
+
+
+def _estimate_fields(data, sample: TaskSample, config: GapConfig) -> dict:
     """The `EffectEstimate` fields of a lab or target sample."""
     return {
+        "look": sample.look,
+        "stop_reason": sample.stop_reason,
+        "ci_level": _descriptive_level(config, sample.look),
         "name": data.name,
         "paired": data.paired,
         "n": data.n,
@@ -87,6 +99,7 @@ def _estimate_fields(data) -> dict:
 
 def _lab_effect(
     data: TaskData,
+    sample: TaskSample,
     decisions: Decisions,
     config: GapConfig,
     candidates: list[Candidate] | None,
@@ -94,33 +107,36 @@ def _lab_effect(
     baseline: SearchBaseline | None,
 ) -> LabEffect:
     flags, reasons = list(data.flags), list(data.reasons)
-    ci_low, ci_high = t_interval(data.effect, DESCRIPTIVE_LEVEL)
-    positive = bool(decisions.lab_positive[0])
+    fields = _estimate_fields(data, sample, config)
+    ci_low, ci_high = t_interval(data.effect, fields["ci_level"])
+    positive, negative = bool(decisions.lab_positive[0]), bool(decisions.lab_negative[0])
+    level = float(decisions.lab_level[0])
     seeds = None
     if not positive:
         flags.append("no_lab_effect")
-        low = num(decisions.lab_low[0])
-        reasons.append(
-            "no lab effect to transfer: "
-            + (
-                "the lab effect could not be estimated"
-                if low is None
-                else f"its lower bound at level {decisions.level:.4g} is {low:.4g} <= 0"
-            )
-            + "; no target is judged (all inconclusive)"
-        )
+        low, high = num(decisions.lab_low[0]), num(decisions.lab_high[0])
+        if low is None:
+            why = "the lab effect could not be estimated"
+        elif negative:
+            why = f"the winner is worse than the baseline: upper bound at level {level:.4g} is "
+            why += f"{high:.4g} < 0"
+        else:
+            why = f"its lower bound at level {level:.4g} is {low:.4g} <= 0"
+        reasons.append(f"no lab effect to transfer: {why}; no target is judged (all inconclusive)")
         delta = num(data.effect.delta)
         if delta is not None and delta > 0 and data.sd:
-            seeds = seeds_for_test(delta, data.sd, (1 - decisions.level) / 2, config.power)
+            seeds = seeds_for_test(delta, data.sd, (1 - level) / 2, config.power)
     winner = winner_fields(candidates, selected, baseline, flags, reasons)
     return LabEffect(
-        **_estimate_fields(data),
+        **fields,
         ci_low=num(ci_low),
         ci_high=num(ci_high),
         ci_adj_low=num(decisions.lab_low[0]),
         ci_adj_high=num(decisions.lab_high[0]),
         p_value=num(t_p_value(data.effect)),
         positive=positive,
+        negative=negative,
+        level=level,
         seeds_needed=seeds,
         **winner,
         flags=flags,
@@ -139,11 +155,34 @@ def _bayes_factor(target: Effect, lab: Effect) -> float | None:
     return float(log_bf / math.log(10.0))
 
 
+def _piece(low: float, high: float) -> str:
+    """One piece of a Fieller set in interval notation: infinite ends are open."""
+    left = "(−∞" if math.isinf(low) else f"[{low:.4g}"
+    right = "∞)" if math.isinf(high) else f"{high:.4g}]"
+    return f"{left}, {right}"
+
+
+def _ratio_set(target: Effect, lab: Effect, level: float) -> tuple[float, float, int, str | None]:
+    """ρ's Fieller set: its ends, kind, and every piece in words when it is a union."""
+    low, high, kind = fieller_interval(target, lab, level)
+    text = None
+    if RHO_KINDS[int(kind)] == "union":
+        text = " ∪ ".join(_piece(a, b) for a, b in fieller_pieces(target, lab, level))
+    return low, high, int(kind), text
+
+
 def _target_gap(
-    j: int, data: TaskData, lab: Effect, decisions: Decisions, config: GapConfig, p_holm
+    j: int,
+    data: TaskData,
+    sample: TaskSample,
+    lab: Effect,
+    decisions: Decisions,
+    config: GapConfig,
+    p_holm,
 ) -> TargetGap:
     flags, reasons = list(data.flags), list(data.reasons)
     verdict = VERDICTS[int(decisions.verdict[0, j])]
+    level = float(decisions.levels[0, j])
     low, high = float(decisions.low[0, j]), float(decisions.high[0, j])
     margin_upper = float(decisions.margin.upper[0, j])
     if not decisions.lab_positive[0]:
@@ -153,27 +192,29 @@ def _target_gap(
         reasons.append("inconclusive: no interval for this target (see above)")
     else:
         extra_flags, extra_reasons = verdict_reasons(
-            verdict, low, margin_upper, high, config, decisions.level
+            verdict, low, margin_upper, high, config, level
         )
         flags += extra_flags
         reasons += extra_reasons
     seeds = None
     if verdict == "inconclusive" and decisions.lab_positive[0]:
-        seeds, why = seeds_to_decide(data, lab, config, decisions.level)
+        seeds, why = seeds_to_decide(data, lab, config, level)
         reasons.append(why)
-    ci95 = t_interval(data.effect, DESCRIPTIVE_LEVEL)
-    rho_low, rho_high, rho_kind = fieller_interval(data.effect, lab, DESCRIPTIVE_LEVEL)
+    fields = _estimate_fields(data, sample, config)
+    shown = fields["ci_level"]
+    ci95 = t_interval(data.effect, shown)
+    rho_low, rho_high, rho_kind, rho_set = _ratio_set(data.effect, lab, shown)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = data.effect.delta / lab.delta
     var_t, var_l = data.effect.se**2, lab.se**2  # Δ_j-hat − Δ_lab-hat if Δ_j = Δ_lab
     spread = Effect(
         lab.delta, np.sqrt(var_t + var_l), welch_df(var_t, data.effect.df, var_l, lab.df)
     )
-    prediction = t_interval(spread, DESCRIPTIVE_LEVEL)
+    prediction = t_interval(spread, shown)
     log10_bf = _bayes_factor(data.effect, lab)
     margin = decisions.margin
     return TargetGap(
-        **_estimate_fields(data),
+        **fields,
         ci95_low=num(ci95[0]),
         ci95_high=num(ci95[1]),
         ci_adj_low=num(low),
@@ -183,11 +224,14 @@ def _target_gap(
         rho=num(rho),
         rho_ci_low=num(rho_low),
         rho_ci_high=num(rho_high),
-        rho_ci_kind=RHO_KINDS[int(rho_kind)],
+        rho_ci_kind=RHO_KINDS[rho_kind],
+        rho_ci_set=rho_set,
         margin=num(margin.delta[0, j]),
         margin_se=num(margin.se[0, j]),
         margin_upper=num(margin_upper),
         verdict=verdict,
+        role=sample.role,
+        level=level,
         seeds_needed=seeds,
         prediction_low=num(prediction[0]),
         prediction_high=num(prediction[1]),
@@ -206,24 +250,57 @@ def _holm(p_values: list[float | None], alpha: float) -> list[float | None]:
     return [None if p is None else float(a) for p, a in zip(p_values, adjusted, strict=True)]
 
 
-def _overall(
-    targets: list[TargetGap], decisions: Decisions, lab_positive: bool
-) -> tuple[str, list[str], list[str]]:
-    verdict = VERDICTS[int(decisions.overall[0])]
+def _headline(role: str, targets: list[TargetGap], alpha: float, lab_positive: bool) -> Headline:
+    """One question's verdict over its family (every target must replicate; any failure fails)."""
+    verdict = VERDICTS[int(family_verdict(np.array([VERDICTS.index(t.verdict) for t in targets])))]
     counts = {v: sum(t.verdict == v for t in targets) for v in VERDICTS}
     flags, reasons = [], []
     if not lab_positive:
         flags.append("no_lab_effect")
-        reasons.append("no lab effect to transfer: nothing is judged, the verdict is inconclusive")
+        reasons.append("no lab effect to transfer: nothing is judged")
     if counts["replicated"] and counts["failed_to_replicate"]:
         flags.append("heterogeneous")
         reasons.append("targets disagree: some replicated, some failed to replicate")
     reasons.append(
-        f"{counts['replicated']} of {len(targets)} targets replicated, "
-        f"{counts['failed_to_replicate']} failed to replicate, {counts['inconclusive']} "
-        f"inconclusive (intervals at level {decisions.level:.4g})"
+        f"{counts['replicated']} of {len(targets)} replicated, {counts['failed_to_replicate']} "
+        f"failed, {counts['inconclusive']} inconclusive (α = {alpha:g} over the family: "
+        f"{alpha / len(targets):.4g} per target)"
     )
+    rule = {
+        "replicated": "every target replicated",
+        "failed_to_replicate": "at least one target keeps too little of the lab effect",
+        "inconclusive": "not every target is decided",
+    }
+    reasons.append(f"{verdict}: {rule[verdict]}")
+    return Headline(
+        question=QUESTIONS[role],
+        role=role,
+        verdict=verdict,
+        targets=[t.name for t in targets],
+        alpha_per_target=alpha / len(targets),
+        flags=flags,
+        reasons=reasons,
+    )
+
+
+def _overall(headlines: list[Headline]) -> tuple[str, list[str], list[str]]:
+    """Both questions together: replicated only if each is, failed if either failed. The
+    headlines themselves are what to read; this line never lets one stand for the other."""
+    verdict = VERDICTS[
+        int(family_verdict(np.array([VERDICTS.index(h.verdict) for h in headlines])))
+    ]
+    flags = sorted({flag for h in headlines for flag in h.flags})
+    reasons = [f"{h.question}: {h.verdict}" for h in headlines]
     return verdict, flags, reasons
+
+
+def _levels(config: GapConfig, samples: list[TaskSample]) -> list[float]:
+    """Each target's decision level: α split over its family, at its look's nominal level."""
+    family_size = {role: sum(s.role == role for s in samples) for role in QUESTIONS}
+    return [
+        look_level(config.design, config.schedule, config.alpha / family_size[s.role], s.look)
+        for s in samples
+    ]
 
 
 def analyse_gap(
@@ -234,12 +311,14 @@ def analyse_gap(
     selected: str | None = None,
     baseline: SearchBaseline | None = None,
 ) -> GapAnalysis:
-    """Lab effect, per-target gaps, transfer ratios and verdicts for one study.
+    """Lab effect, per-target gaps, transfer ratios, verdicts and the two headline verdicts.
 
-    `lab` holds the winner and the baseline on fresh seeds never used in the search. `candidates`
-    (the leaderboard) and `selected` (default: the top mean) only feed the naive and hybrid
-    figures reported beside the lab effect; `baseline` (its search-seed count and SE) is needed
-    for the hybrid one. Invalid input raises pydantic.ValidationError;
+    `lab` holds the winner and the baseline on fresh seeds never used in the search. Each target
+    belongs to the family of its role (held-out: generalisation; production). `candidates` (the
+    leaderboard) and `selected` (default: the top mean) only feed the naive and hybrid figures
+    reported beside the lab effect; `baseline` (its search-seed count and SE) is needed for the
+    hybrid one. Each sample's `look` sets its intervals' level in a sequential design.
+    Invalid input raises pydantic.ValidationError;
     degenerate data (few seeds, zero variance, undefined PGR) gives reasons, never NaN.
     """
     study = _StudyInput(
@@ -260,29 +339,43 @@ def analyse_gap(
     decisions = decide(
         lab_effect,
         target_effects,
-        alpha=config.alpha,
+        lab_level=look_level(config.design, config.schedule, config.alpha, study.lab.look),
+        levels=np.array([_levels(config, study.targets)]),
         rho_min=config.rho_min,
         absolute_floor=config.absolute_floor,
     )
     lab_result = _lab_effect(
-        lab_data, decisions, config, study.candidates, study.selected, study.baseline
+        lab_data,
+        study.lab,
+        decisions,
+        config,
+        study.candidates,
+        study.selected,
+        study.baseline,
     )
     p_holm = _holm([num(t_p_value(d.effect)) for d in target_data], config.alpha)
     gaps = [
-        _target_gap(j, d, lab_data.effect, decisions, config, p_holm[j])
-        for j, d in enumerate(target_data)
+        _target_gap(j, d, sample, lab_data.effect, decisions, config, p_holm[j])
+        for j, (d, sample) in enumerate(zip(target_data, study.targets, strict=True))
     ]
-    verdict, flags, reasons = _overall(gaps, decisions, lab_result.positive)
+    headlines = [
+        _headline(role, family, config.alpha, lab_result.positive)
+        for role in QUESTIONS
+        if (family := [g for g in gaps if g.role == role])
+    ]
+    verdict, flags, reasons = _overall(headlines)
     return GapAnalysis(
         lab=lab_result,
         targets=gaps,
+        headlines=headlines,
         overall_verdict=verdict,
         overall_flags=flags,
         overall_reasons=reasons,
         alpha=config.alpha,
         rho_min=config.rho_min,
         absolute_floor=config.absolute_floor,
-        level=decisions.level,
+        design=config.design,
+        schedule=config.schedule,
     )
 
 
@@ -293,12 +386,16 @@ def effect_estimate(task: TaskSample) -> float | None:
     return num(task_data(task).effect.delta)
 
 
-def compare_with_known(sample: TaskSample, known: str, known_hash: str) -> KnownComparison:
+def compare_with_known(
+    sample: TaskSample, known: str, known_hash: str, config: GapConfig
+) -> KnownComparison:
     """The winner minus the known-methods baseline (the sample's baseline arm) in PGR units, with
-    the paired 95% t-interval the lab effect reports too. One comparison, chosen before any
-    fresh seed ran (the known baseline is picked on the search seeds), so no multiplicity."""
+    the 95% interval the lab effect reports too (a repeated interval at the lab's look in a
+    sequential design). One comparison, chosen before any fresh seed ran (the known baseline is
+    picked on the search seeds), so no multiplicity."""
     data = task_data(sample)
-    low, high = t_interval(data.effect, DESCRIPTIVE_LEVEL)
+    fields = _estimate_fields(data, sample, config)
+    low, high = t_interval(data.effect, fields["ci_level"])
     low, high, delta = num(low), num(high), num(data.effect.delta)
     if low is not None and low > 0:
         verdict, reason = "better", f"the winner beats {known}: 95% interval above 0"
@@ -309,7 +406,7 @@ def compare_with_known(sample: TaskSample, known: str, known_hash: str) -> Known
     else:
         verdict, reason = "no_clear_difference", f"the 95% interval includes 0 ({known})"
     return KnownComparison(
-        **_estimate_fields(data),
+        **fields,
         known=known,
         known_hash=known_hash,
         ci_low=low,

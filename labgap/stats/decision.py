@@ -1,10 +1,13 @@
 """The verdict rule, and its reasons in words.
 
-Each target allows two claims ("replicated": Δ_j > 0, "failed": Δ_j < ρ_min·Δ_lab). Deciding
-with two-sided intervals at level 1 - α/J is Bonferroni over all 2J one-sided claims, so the
-chance of any false claim is at most α, and of a false claim of one kind at most α/2. `decide`
-works on arrays with leading "study" axes: `analyse_gap` calls it with one study, the calibration
-suite with thousands.
+Each target allows two claims ("replicated": Δ_j > 0, "failed": Δ_j < ρ_min·Δ_lab). Targets are
+grouped into families, one per headline question (generalisation: held-out tasks; production:
+production targets). Deciding with two-sided intervals at level 1 − α/J_f within a family of J_f
+targets is Bonferroni over its 2·J_f one-sided claims, so the chance of any false claim in a
+family is at most α, and of a false claim of one kind at most α/2. With the sequential design
+each interval is a repeated confidence interval at its look's nominal level, which keeps that
+bound under any stopping rule. `decide` works on arrays with leading "study" axes: `analyse_gap`
+calls it with one study, the calibration suite with thousands.
 """
 
 from dataclasses import dataclass
@@ -19,42 +22,45 @@ from labgap.stats.schemas import FAILED, INCONCLUSIVE, REPLICATED, GapConfig
 class Decisions:
     """Verdict arrays for studies with shape S (lab) and S + (J,) (targets)."""
 
-    level: float
+    lab_level: np.ndarray
+    levels: np.ndarray
     lab_low: np.ndarray
     lab_high: np.ndarray
     lab_positive: np.ndarray
+    lab_negative: np.ndarray
     low: np.ndarray
     high: np.ndarray
     margin: Margin
     failed_margin: np.ndarray
     below_floor: np.ndarray
     verdict: np.ndarray
-    overall: np.ndarray
 
 
 def decide(
     lab: Effect,
     targets: Effect,
     *,
-    alpha: float,
+    lab_level,
+    levels,
     rho_min: float,
     absolute_floor: float | None = None,
 ) -> Decisions:
     """The verdict rule, for arrays of studies (targets on the last axis).
 
-    All decision intervals are two-sided at level 1 − α/J. No verdict is reached for any target
-    unless the lab effect is positive (its lower bound > 0): there is nothing to transfer.
-    With an absolute floor f: `replicated` needs Δ_j's lower bound > f, and Δ_j's upper bound < f
-    is a failure too (flag `below_floor`).
+    `lab_level` is the two-sided level of the lab's interval, `levels` each target's (already
+    divided by its family's size, and at its look's nominal level in a sequential design).
+    No verdict is reached for any target unless the lab effect is positive (its lower bound
+    > 0): there is nothing to transfer. With an absolute floor f: `replicated` needs Δ_j's lower
+    bound > f, and Δ_j's upper bound < f is a failure too (flag `below_floor`).
     """
-    n_targets = targets.delta.shape[-1]
-    level = 1.0 - alpha / n_targets
-    lab_low, lab_high = t_interval(lab, level)
-    low, high = t_interval(targets, level)
+    lab_level = np.broadcast_to(np.asarray(lab_level, dtype=float), np.shape(lab.delta))
+    levels = np.broadcast_to(np.asarray(levels, dtype=float), np.shape(targets.delta))
+    lab_low, lab_high = t_interval(lab, lab_level)
+    low, high = t_interval(targets, levels)
     lab_on_targets = Effect(*(np.asarray(x)[..., None] for x in lab))
-    margin = margin_bound(targets, lab_on_targets, rho_min, level)
+    margin = margin_bound(targets, lab_on_targets, rho_min, levels)
     with np.errstate(invalid="ignore"):
-        lab_positive = lab_low > 0
+        lab_positive, lab_negative = lab_low > 0, lab_high < 0
         failed_margin = margin.upper < 0
         if absolute_floor is None:
             floor, below_floor = 0.0, np.zeros_like(failed_margin)
@@ -64,21 +70,30 @@ def decide(
         failed = judged & (failed_margin | below_floor)
         replicated = judged & (low > floor) & ~failed
     verdict = np.where(failed, FAILED, np.where(replicated, REPLICATED, INCONCLUSIVE))
-    overall = np.where(
-        replicated.any(axis=-1), REPLICATED, np.where(failed.all(axis=-1), FAILED, INCONCLUSIVE)
-    )
     return Decisions(
-        level=level,
+        lab_level=lab_level,
+        levels=levels,
         lab_low=lab_low,
         lab_high=lab_high,
         lab_positive=lab_positive,
+        lab_negative=lab_negative,
         low=low,
         high=high,
         margin=margin,
         failed_margin=failed_margin,
         below_floor=below_floor,
         verdict=verdict,
-        overall=overall,
+    )
+
+
+def family_verdict(verdicts: np.ndarray) -> np.ndarray:
+    """A headline verdict from its family's target verdicts (targets on the last axis):
+    `replicated` only if every target replicated, `failed_to_replicate` if any failed (the
+    effect does not survive everywhere the question covers), else `inconclusive`."""
+    return np.where(
+        (verdicts == FAILED).any(axis=-1),
+        FAILED,
+        np.where((verdicts == REPLICATED).all(axis=-1), REPLICATED, INCONCLUSIVE),
     )
 
 
@@ -108,3 +123,24 @@ def verdict_reasons(
         flags.append("nonzero")
         reasons.append(f"the effect is still positive (lower bound {low:.4g} > 0), but too small")
     return flags, reasons
+
+
+def next_looks(
+    lab_positive: np.ndarray,
+    lab_negative: np.ndarray,
+    verdict: np.ndarray,
+    lab_look: np.ndarray,
+    looks: np.ndarray,
+    n_looks: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sequential design's stopping rule: which questions get another batch of seeds.
+
+    The lab comes first: while it is neither established (positive) nor refuted (negative) and
+    below its cap, only the lab gets more seeds (a target is judged only once there is an effect
+    to transfer). Once it is established, every target still `inconclusive` below its cap gets
+    more; a decided target stops. Returns (lab gets more, each target gets more), shaped like the
+    lab and the targets. Any stopping rule keeps the repeated intervals' guarantee; this one
+    spends seeds only where a verdict is still open."""
+    lab_open = ~lab_positive & ~lab_negative & (lab_look < n_looks)
+    targets_open = lab_positive[..., None] & (verdict == INCONCLUSIVE) & (looks < n_looks)
+    return lab_open, targets_open

@@ -9,15 +9,22 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from labgap.stats.sequential import Design, Schedule, StopReason
+
 INCONCLUSIVE, REPLICATED, FAILED = 0, 1, 2
 VERDICTS = ("inconclusive", "replicated", "failed_to_replicate")
 """Verdict names, indexed by the integer codes `decide` returns."""
 
-RHO_KINDS = ("undefined", "bounded", "complement", "unbounded")
+RHO_KINDS = ("undefined", "bounded", "complement", "unbounded", "union")
 """Shapes of a Fieller set, indexed by the codes `fieller_interval` returns."""
 
 Verdict = Literal["replicated", "failed_to_replicate", "inconclusive"]
-RhoKind = Literal["undefined", "bounded", "complement", "unbounded"]
+Role = Literal["heldout", "production"]
+
+QUESTIONS: dict[str, str] = {"heldout": "generalisation", "production": "production"}
+"""The headline question each target role answers: generalisation (held-out tasks, other data)
+and production transfer (production targets). Each is its own family of verdicts."""
+RhoKind = Literal["undefined", "bounded", "complement", "unbounded", "union"]
 
 DESCRIPTIVE_LEVEL = 0.95
 """Level of the intervals reported for reading (ci95, prediction, naive, hybrid)."""
@@ -67,6 +74,9 @@ class TaskSample(BaseModel):
     name: Annotated[str, Field(min_length=1)]
     seeds: Annotated[list[SeedResult], AfterValidator(_unique_seeds)]
     paired: bool = True
+    role: Role = "production"
+    look: Annotated[int, Field(ge=1)] = 1
+    stop_reason: StopReason | None = None
 
 
 class Candidate(BaseModel):
@@ -105,6 +115,14 @@ class GapConfig(BaseModel):
     rho_min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     absolute_floor: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
     power: Probability = 0.8
+    design: Design = "fixed"
+    schedule: Schedule | None = None
+
+    @model_validator(mode="after")
+    def _schedule_with_sequential(self) -> "GapConfig":
+        if self.design == "sequential" and self.schedule is None:
+            raise ValueError("schedule: required with the sequential design")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +148,11 @@ class EffectEstimate(BaseModel):
     delta: float | None
     se: float | None
     df: float | None
+    look: int = 1
+    stop_reason: StopReason | None = None
+    ci_level: float = DESCRIPTIVE_LEVEL
+    """Nominal level of the reported 95% interval: below 0.95 at a sequential look, so that
+    the intervals of all planned looks cover together with probability 0.95."""
 
 
 class LabEffect(EffectEstimate):
@@ -141,6 +164,8 @@ class LabEffect(EffectEstimate):
     ci_adj_high: float | None
     p_value: float | None
     positive: bool
+    negative: bool = False
+    level: float
     seeds_needed: int | None
     selected: str | None = None
     naive_estimate: float | None = None
@@ -167,10 +192,13 @@ class TargetGap(EffectEstimate):
     rho_ci_low: float | None
     rho_ci_high: float | None
     rho_ci_kind: RhoKind
+    rho_ci_set: str | None = None
     margin: float | None
     margin_se: float | None
     margin_upper: float | None
     verdict: Verdict
+    role: Role
+    level: float
     seeds_needed: int | None
     prediction_low: float | None
     prediction_high: float | None
@@ -194,6 +222,20 @@ class KnownComparison(EffectEstimate):
     reason: str
 
 
+class Headline(BaseModel):
+    """One headline question's verdict over its family of targets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    question: Literal["generalisation", "production"]
+    role: Role
+    verdict: Verdict
+    targets: list[str]
+    alpha_per_target: float
+    flags: list[str]
+    reasons: list[str]
+
+
 class GapAnalysis(BaseModel):
     """Everything the report and DuckDB need; all numbers are plain floats or None."""
 
@@ -201,11 +243,17 @@ class GapAnalysis(BaseModel):
 
     lab: LabEffect
     targets: list[TargetGap]
+    headlines: list[Headline]
     overall_verdict: Verdict
     overall_flags: list[str]
     overall_reasons: list[str]
     alpha: float
     rho_min: float
     absolute_floor: float | None
-    level: float
+    design: Design = "fixed"
+    schedule: Schedule | None = None
+
+    def headline(self, question: str) -> Headline | None:
+        return next((h for h in self.headlines if h.question == question), None)
+
     versus_known: KnownComparison | None = None

@@ -131,16 +131,28 @@ class StudyRecorder:
     def finished(
         self,
         status: str,
-        verdict: str | None = None,
+        analysis: GapAnalysis | None = None,
         error: str | None = None,
         hacking: HackingFlags | None = None,
     ) -> None:
+        """The study's end: its status and, when it completed, its verdicts."""
         flags = json.dumps(hacking.model_dump()) if hacking else None
+        verdicts = [None, None, None, None]
+        if analysis is not None:
+            verdicts = [
+                analysis.overall_verdict,
+                *(
+                    h.verdict if (h := analysis.headline(q)) else None
+                    for q in ("generalisation", "production")
+                ),
+                analysis.design,
+            ]
         with self.store.transaction() as cursor:
             cursor.execute(
-                "UPDATE studies SET status = ?, overall_verdict = ?, error = ?, hacking_flags = ?, "
+                "UPDATE studies SET status = ?, overall_verdict = ?, generalisation_verdict = ?, "
+                "production_verdict = ?, design = ?, error = ?, hacking_flags = ?, "
                 "finished_at = current_timestamp WHERE study_id = ?",
-                [status, verdict, error, flags, self.study_id],
+                [status, *verdicts, error, flags, self.study_id],
             )
         self._published(stage=True)
 

@@ -159,6 +159,8 @@ def gap_rows(study_id: str, analysis: GapAnalysis, roles: dict[str, str]) -> pl.
             "naive_estimate": lab.naive_estimate,
             "verdict": None,
             "seeds_needed": lab.seeds_needed,
+            "look": lab.look,
+            "stop_reason": lab.stop_reason,
             "flags": json.dumps(lab.flags),
             "reasons": json.dumps(lab.reasons),
             "detail_json": lab.model_dump_json(),
@@ -182,9 +184,12 @@ def gap_rows(study_id: str, analysis: GapAnalysis, roles: dict[str, str]) -> pl.
                 "rho_ci_low": target.rho_ci_low,
                 "rho_ci_high": target.rho_ci_high,
                 "rho_ci_kind": target.rho_ci_kind,
+                "rho_ci_set": target.rho_ci_set,
                 "margin_upper": target.margin_upper,
                 "verdict": target.verdict,
                 "seeds_needed": target.seeds_needed,
+                "look": target.look,
+                "stop_reason": target.stop_reason,
                 "flags": json.dumps(target.flags),
                 "reasons": json.dumps(target.reasons),
                 "detail_json": json.dumps({"role": roles.get(target.name), **target.model_dump()}),
@@ -208,6 +213,18 @@ def gap_rows(study_id: str, analysis: GapAnalysis, roles: dict[str, str]) -> pl.
                 "detail_json": versus.model_dump_json(),
             }
         )
+    for headline in analysis.headlines:
+        rows.append(
+            {
+                "study_id": study_id,
+                "target": headline.question,
+                "kind": "headline",
+                "verdict": headline.verdict,
+                "flags": json.dumps(headline.flags),
+                "reasons": json.dumps(headline.reasons),
+                "detail_json": headline.model_dump_json(),
+            }
+        )
     rows.append(
         {
             "study_id": study_id,
@@ -217,7 +234,12 @@ def gap_rows(study_id: str, analysis: GapAnalysis, roles: dict[str, str]) -> pl.
             "flags": json.dumps(analysis.overall_flags),
             "reasons": json.dumps(analysis.overall_reasons),
             "detail_json": json.dumps(
-                {"alpha": analysis.alpha, "rho_min": analysis.rho_min, "level": analysis.level}
+                {
+                    "alpha": analysis.alpha,
+                    "rho_min": analysis.rho_min,
+                    "design": analysis.design,
+                    "schedule": analysis.schedule.model_dump() if analysis.schedule else None,
+                }
             ),
         }
     )
@@ -247,4 +269,7 @@ GAP_SCHEMA = {
     "flags": pl.String,
     "reasons": pl.String,
     "detail_json": pl.String,
+    "look": pl.Int64,
+    "stop_reason": pl.String,
+    "rho_ci_set": pl.String,
 }

@@ -3,7 +3,7 @@
 Views show analysts the numbers the pipeline decided with; they decide nothing themselves.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, list[str]] = {
     2: [
@@ -12,10 +12,20 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE trials ADD COLUMN IF NOT EXISTS program_cpu_seconds DOUBLE",
         "ALTER TABLE scoring_calls ADD COLUMN IF NOT EXISTS charge INTEGER DEFAULT 1",
     ],
+    3: [
+        "ALTER TABLE studies ADD COLUMN IF NOT EXISTS generalisation_verdict VARCHAR",
+        "ALTER TABLE studies ADD COLUMN IF NOT EXISTS production_verdict VARCHAR",
+        "ALTER TABLE studies ADD COLUMN IF NOT EXISTS design VARCHAR",
+        "ALTER TABLE gap_results ADD COLUMN IF NOT EXISTS look INTEGER",
+        "ALTER TABLE gap_results ADD COLUMN IF NOT EXISTS stop_reason VARCHAR",
+        "ALTER TABLE gap_results ADD COLUMN IF NOT EXISTS rho_ci_set VARCHAR",
+    ],
 }
 """What brings a database from the version before to this one (new tables are created anyway):
 schema 2 added `method_programs`, `failed_trials`, the error and the charge of a scoring call, a
-program trial's CPU seconds and how the study's machine isolates method programs."""
+program trial's CPU seconds and how the study's machine isolates method programs; schema 3 the
+two headline verdicts, the verdict design, each task's last look and stop reason and a Fieller
+set that is a union of pieces."""
 
 TABLES: dict[str, str] = {
     "schema_info": """
@@ -36,6 +46,9 @@ TABLES: dict[str, str] = {
         error VARCHAR,
         hacking_flags VARCHAR,
         sandbox VARCHAR,
+        generalisation_verdict VARCHAR,
+        production_verdict VARCHAR,
+        design VARCHAR,
         started_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
         finished_at TIMESTAMPTZ
     """,
@@ -180,6 +193,9 @@ TABLES: dict[str, str] = {
         reasons VARCHAR NOT NULL,
         detail_json VARCHAR NOT NULL,
         created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+        look INTEGER,
+        stop_reason VARCHAR,
+        rho_ci_set VARCHAR,
         PRIMARY KEY (study_id, target)
     """,
     "agent_messages": """
@@ -314,7 +330,8 @@ VIEWS: dict[str, str] = {
                json_extract_string(g.detail_json, '$.role') AS role,
                g.n AS seeds, g.delta AS effect, g.ci95_low, g.ci95_high,
                g.ci_adj_low, g.ci_adj_high, g.rho, g.rho_ci_low, g.rho_ci_high,
-               g.naive_estimate, g.verdict, g.seeds_needed, g.flags, g.reasons
+               g.rho_ci_set, g.naive_estimate, g.verdict, g.seeds_needed, g.look,
+               g.stop_reason, s.generalisation_verdict, s.production_verdict, g.flags, g.reasons
         FROM gap_results g JOIN studies s USING (study_id)
     """,
     "gap_trend": """
@@ -325,16 +342,18 @@ VIEWS: dict[str, str] = {
         ),
         targets AS (
             SELECT study_id, target, json_extract_string(detail_json, '$.role') AS role,
-                   n AS seeds, delta AS effect, ci95_low, ci95_high, rho, verdict
+                   n AS seeds, delta AS effect, ci95_low, ci95_high, rho, verdict, stop_reason
             FROM gap_results WHERE kind = 'target'
         )
         SELECT s.name, s.study_id, s.started_at, s.finished_at, s.status, s.overall_verdict,
+               s.generalisation_verdict, s.production_verdict,
                CAST(dense_rank() OVER (
                    PARTITION BY s.name ORDER BY s.started_at, s.study_id
                ) AS BIGINT) AS run_index,
                CAST(json_extract(s.config_json, '$.rho_min') AS DOUBLE) AS rho_min,
                l.lab_seeds, l.lab_effect, l.lab_ci95_low, l.lab_ci95_high, l.lab_naive_effect,
-               t.target, t.role, t.seeds, t.effect, t.ci95_low, t.ci95_high, t.rho, t.verdict
+               t.target, t.role, t.seeds, t.effect, t.ci95_low, t.ci95_high, t.rho, t.verdict,
+               t.stop_reason
         FROM studies s
         LEFT JOIN lab l USING (study_id)
         LEFT JOIN targets t USING (study_id)

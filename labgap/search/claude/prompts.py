@@ -28,11 +28,12 @@ Rules:
 - You never see labels or data. You choose methods: a MethodSpec (settings of the pipeline's own \
 trainer), or a method program, Python code you write with write_program or take from the library \
 (describe_method_space) or the forum (read_program). The pipeline trains and scores them (programs \
-in a sandbox, without labels) and returns each method's mean PGR on a dev split, or the error a \
-program's run ended with. Nothing else is returned.
-- Every new method you run costs one dev-scoring call (a heavy program more: it is charged by the \
-CPU seconds it uses); asking again for a method already scored \
-for you on the same seeds is free and returns the recorded score. Scoring calls, tool calls, \
+in a sandbox, without labels) and returns each method's mean PGR on a dev split, or the error its \
+run ended with. Nothing else is returned.
+- Every new method you run costs one dev-scoring call, a heavy one more: a MethodSpec by its \
+estimated training compute (one call per vanilla training's worth), a program by the CPU seconds \
+it uses; asking again for a method already scored for you on the same seeds is free and returns \
+the recorded score. Scoring calls, tool calls, \
 tokens and dollars are limited: spend them on informative experiments.
 - {min_seeds_rule}
 - Post your best finding with post_finding so the other agents can build on it. Only methods the \

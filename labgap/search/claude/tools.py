@@ -27,7 +27,7 @@ from labgap.search.scoring import PROGRAM_CPU_SECONDS_PER_CALL, ScoringCall
 FORUM_NOTE_CHARS = 300
 """How much of a post's rationale `read_forum` shows: enough for the idea, not for a sermon."""
 CHARGED = "1 dev-scoring call"
-"""The `cost` of a result the lab scored afresh (any other cost is free)."""
+"""The `cost` of a result the lab scored afresh for one call (a heavy method's says how many)."""
 PGR_DECIMALS = 3
 """Dev PGRs are shown to agents rounded: on one seed, full precision would reveal the exact
 difference in dev correct-counts (e.g. 0.765 = 153/200)."""
@@ -85,11 +85,16 @@ def tool_definitions() -> list[dict[str, Any]]:
                 "mean dev-split PGR (3 decimals; null when undefined) and the seeds it used. A "
                 'method is a MethodSpec or a program, {"program_id": ..., "params": {...}} '
                 "(yours, the forum's or the library's; parameters left out take their defaults). "
-                "A program that failed has null dev_pgr and its error. Each new method costs one "
-                "dev-scoring call from your budget (a program one more per "
-                f"{PROGRAM_CPU_SECONDS_PER_CALL:g} CPU seconds per seed it uses beyond the first "
-                f"{PROGRAM_CPU_SECONDS_PER_CALL:g}); a method you already had scored on the same "
-                f"seeds is answered free from the record. At most {MAX_METHODS_PER_CALL} methods "
+                "A method that failed (a program's error, or training past the trial timeout) has "
+                "null dev_pgr and its error. Each new method costs dev-scoring calls from your "
+                "budget, as its result's cost says: a MethodSpec one per vanilla training's worth "
+                "of estimated compute, rounded up (more epochs, smaller batches, hidden 1024, "
+                "self-training rounds and kNN cost more; a request costing more than your budget "
+                "left is refused, nothing run), a program one more per "
+                f"{PROGRAM_CPU_SECONDS_PER_CALL:g} CPU seconds per seed it uses "
+                f"beyond the first {PROGRAM_CPU_SECONDS_PER_CALL:g}. A method you already had "
+                "scored on the same seeds is answered free from the record. At most "
+                f"{MAX_METHODS_PER_CALL} methods "
                 "per call. Omitted MethodSpec fields take their defaults; training settings left "
                 "null follow the task's recipe. knn_k is 0 (off) or 5-50."
             ),
@@ -264,16 +269,19 @@ def experiments_payload(
     undefined when not finite) and the seeds the score really used, which differ from the
     `asked` count when the lab answered from an earlier call of the same round. A `free` answer
     says so, and when it was scored. A method whose trials failed (a program that raised, timed
-    out or returned bad output) has the call's error and no dev PGR."""
+    out or returned bad output, or a MethodSpec trained past the trial timeout) has the call's
+    error and no dev PGR."""
     results = []
     for method, call, was_free in zip(methods, calls, free, strict=True):
         n_seeds = n_seeds_of(call)
         cost = CHARGED
-        if call.charge > 1:
+        if call.charge > 1 and isinstance(method, ProgramMethod):
             cost = (
                 f"{call.charge} dev-scoring calls: the program used more than "
                 f"{PROGRAM_CPU_SECONDS_PER_CALL:g} CPU seconds per seed"
             )
+        elif call.charge > 1:
+            cost = f"{call.charge} dev-scoring calls: its estimated compute is ~{call.charge}x vanilla's"
         if was_free:
             cost = f"free: already scored for you in round {call.round}"
             if asked is not None and asked != n_seeds:
