@@ -277,7 +277,16 @@ def sql(
     console.print(f"{frame.height} row(s)")
 
 
+VERDICT_STYLES = {"replicated": "green", "failed_to_replicate": "red", "inconclusive": "yellow"}
+
+
 def print_summary(summary) -> None:
+    """The study's two headline verdicts, each labelled with its question, the evidence before
+    them; the overall verdict only as both questions together, never alone in bold."""
+    from rich.markup import escape
+
+    from labgap.reporting.questions import BOTH, QUESTIONS, REPEATED_INTERVALS, seeds_text
+
     def number(value, digits=3):
         return "—" if value is None else f"{value:+.{digits}f}"
 
@@ -293,7 +302,8 @@ def print_summary(summary) -> None:
     )
     console.print(
         f"lab effect on fresh seeds: {number(summary.lab_effect)} "
-        f"[95% CI {number(summary.lab_ci95_low)}, {number(summary.lab_ci95_high)}]; "
+        f"[95% CI {number(summary.lab_ci95_low)}, {number(summary.lab_ci95_high)}], "
+        f"seeds {seeds_text(summary.lab_seeds, summary.lab_stop_reason)}; "
         f"naive (selected, upward-biased): {number(summary.naive_lab_effect)}"
     )
     known = summary.versus_known
@@ -308,15 +318,27 @@ def print_summary(summary) -> None:
         table.add_row(
             target.target,
             target.role or "",
-            str(target.n),
+            seeds_text(target.n, target.stop_reason),
             f"{number(target.effect)} [{number(target.ci95_low)}, {number(target.ci95_high)}]",
             number(target.rho, 2),
             target.verdict or "",
         )
     console.print(table)
-    console.print(f"[bold]overall verdict: {summary.overall_verdict}[/bold]")
-    for reason in summary.overall_reasons:
-        console.print(f"  {reason}")
+    if summary.design == "sequential":
+        console.print(
+            f"sequential design: beside its seeds, why a task got no more; {REPEATED_INTERVALS}"
+        )
+    for question, label in QUESTIONS.items():
+        verdict = getattr(summary, f"{question}_verdict")
+        style = f"bold {VERDICT_STYLES.get(verdict, '')}".strip()
+        console.print(f"{label}: {verdict or '—'}", style=style)
+        for reason in getattr(summary, f"{question}_reasons"):
+            console.print(f"  {escape(reason)}")
+    if summary.generalisation_verdict and summary.production_verdict:
+        console.print(
+            f"{BOTH}: {summary.overall_verdict} (replicated only if both are; it answers "
+            "neither question alone)"
+        )
     if summary.hacking_flags:
         console.print(f"reward-hacking flags on the winner: {', '.join(summary.hacking_flags)}")
     console.print(f"database: {summary.database}")

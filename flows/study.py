@@ -125,7 +125,7 @@ def replication_study(
         change = alert_on_verdict_change(data)
         if change is not None:
             logger.warning(
-                f"overall verdict changed: {change.previous_verdict} ({change.previous_study_id}) "
+                f"verdict changed: {change.previous_verdict} ({change.previous_study_id}) "
                 f"-> {change.verdict}"
             )
         return study_summary(data, str(store.path))

@@ -2,9 +2,9 @@
 
 Every surface renders one `ReportData` (`labgap.reporting.data.load_report_data`): nothing here
 reads the database. The UI artifacts are keyed by study name (the study id is in their description)
-and carry their figures inline, since the UI cannot reach the flow's disk. Ops can attach a Prefect automation to the event
-`labgap.study.verdict-changed`: it is emitted when a study's overall verdict differs from the
-previous completed study of the same name.
+and carry their figures inline, since the UI cannot reach the flow's disk. Ops can attach a Prefect
+automation to the event `labgap.study.verdict-changed`: it is emitted when a study's
+generalisation or production verdict differs from the previous completed study's of the same name.
 """
 
 import re
@@ -23,6 +23,7 @@ from labgap.reporting.markdown import (
     write_report,
 )
 from labgap.reporting.markup import code, text
+from labgap.reporting.questions import QUESTIONS
 from labgap.reporting.summary import VerdictChange, verdict_change
 
 VERDICT_CHANGED = "labgap.study.verdict-changed"
@@ -60,20 +61,29 @@ def publish_report(data: ReportData) -> ReportFiles:
     create_markdown_artifact(
         key=artifact_key(study.name, "report"),
         markdown=report_artifact(data, files),
-        description=f"Replication report of {which}: verdicts, lab effect, targets, cost",
+        description=f"Replication report of {which}: headline verdicts, lab effect, targets, cost",
     )
     return files
 
 
 @task(name="alert-on-verdict-change", cache_policy=NO_CACHE)
 def alert_on_verdict_change(data: ReportData) -> VerdictChange | None:
+    """Emit the event when a headline verdict changed; its resource carries both verdicts as
+    labels, so an automation can match e.g. `labgap.production-verdict: failed_to_replicate`."""
     change = verdict_change(data)
     if change is not None:
+        verdicts = {
+            f"labgap.{question}-verdict": verdict
+            for question in QUESTIONS
+            if (verdict := getattr(change, f"{question}_verdict")) is not None
+        }
         emit_event(
             event=VERDICT_CHANGED,
             resource={
                 "prefect.resource.id": f"labgap.study-name.{change.name}",
                 "prefect.resource.name": change.name,
+                **verdicts,
+                "labgap.changed": ",".join(c.question for c in change.changes),
             },
             related=[
                 {

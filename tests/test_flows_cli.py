@@ -3,7 +3,10 @@ import json
 from db import count_rows
 from typer.testing import CliRunner
 
+from flows import cli
 from flows.cli import app
+from labgap.reporting.data import load_report_data
+from labgap.reporting.summary import study_summary
 from labgap.store.connection import Store
 
 runner = CliRunner()
@@ -81,3 +84,63 @@ def test_sql_errors_are_one_line_with_status_2(tmp_path):
         assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("error: ") and message in result.stderr
         assert "Traceback" not in result.output
+
+
+def printed_summary(summary) -> str:
+    with cli.console.capture() as captured:
+        cli.print_summary(summary)
+    return captured.get()
+
+
+def test_the_run_summary_prints_both_headline_verdicts_and_each_tasks_seeds(report_studies):
+    with Store(report_studies.db) as store:
+        data = load_report_data(store, report_studies.second)
+    text = printed_summary(study_summary(data))
+    lines = text.splitlines()
+    assert "generalisation (held-out tasks): failed_to_replicate" in lines
+    assert "production transfer (production targets): replicated" in lines
+    for reason in data.headline("production").reasons:
+        assert f"  {reason}" in lines
+    assert "both questions together: failed_to_replicate (replicated only if both are" in text
+    assert "overall verdict" not in text
+    for row in data.gaps_of("target"):
+        line = next(ln for ln in lines if f" {row.target} " in ln)
+        assert f" {row.n} ({row.stop_reason}) " in line and row.stop_reason == "decided"
+    assert f"seeds {data.lab.n} ({data.lab.stop_reason})" in text
+    assert "95% intervals are repeated confidence intervals over the planned looks" in text
+
+
+def test_production_that_failed_never_prints_as_replicated(report_studies):
+    """Held-out tasks replicated, the production target did not: no line a reader could take
+    for production says replicated."""
+    with Store(report_studies.db) as store:
+        summary = study_summary(load_report_data(store, report_studies.second))
+    swapped = summary.model_copy(
+        update={
+            "generalisation_verdict": "replicated",
+            "generalisation_reasons": ["replicated: every target replicated"],
+            "production_verdict": "failed_to_replicate",
+            "production_reasons": ["failed_to_replicate: at least one target keeps too little"],
+            "overall_verdict": "failed_to_replicate",
+            "targets": [
+                t.model_copy(
+                    update={
+                        "verdict": "failed_to_replicate" if t.role == "production" else "replicated"
+                    }
+                )
+                for t in summary.targets
+            ],
+        }
+    )
+    text = printed_summary(swapped)
+    lines = text.splitlines()
+    assert "production transfer (production targets): failed_to_replicate" in lines
+    assert "generalisation (held-out tasks): replicated" in lines
+    says_replicated = [ln for ln in lines if "replicated" in ln.replace("replicated only if", "")]
+    assert len(says_replicated) == 3
+    assert says_replicated[0].startswith("│ tiny-multiclass │ heldout ")  # the table
+    assert says_replicated[1:] == [
+        "generalisation (held-out tasks): replicated",
+        "  replicated: every target replicated",
+    ]
+    assert "overall" not in text

@@ -9,6 +9,7 @@ from studies import Studies
 from labgap.errors import LabgapInputError
 from labgap.methods.spec import PRESETS, MethodSpec
 from labgap.reporting.data import latest_study_id, load_report_data
+from labgap.stats.sequential import Schedule
 from labgap.store.connection import Store
 
 LEADERBOARD_COLUMNS = [
@@ -77,7 +78,22 @@ def test_report_data_of_a_finished_study(studies):
     assert data.database == studies.db and data.study.study_id == studies.second
     assert data.study.status == "completed" and data.study.config["quick_seeds"] == 2
     kinds = [row.kind for row in data.gaps]
-    assert kinds == ["lab", "target", "target", "versus_known", "overall"]
+    assert kinds == ["lab", "target", "target", "versus_known", "headline", "headline", "overall"]
+    assert [row.target for row in data.gaps_of("headline")] == ["generalisation", "production"]
+    for question, role in (("generalisation", "heldout"), ("production", "production")):
+        row = data.headline(question)
+        assert row.role == role and row.detail["question"] == question and row.reasons
+        assert row.verdict == getattr(data.study, f"{question}_verdict") is not None
+        assert row.detail["targets"] == [t.target for t in data.gaps_of("target") if t.role == role]
+    assert data.headline("overall") is None and data.study.design == "sequential"
+    config = data.study.config
+    looks = Schedule(
+        start=config["confirmation_seeds"], batch=config["seeds_per_look"], cap=config["max_seeds"]
+    ).sizes
+    for row in [data.lab, *data.gaps_of("target")]:
+        assert row.n == looks[row.look - 1] and row.stop_reason == "decided"
+        assert row.detail["ci_level"] > 0.95  # a repeated interval: wider than a one-look 95%
+    assert all(row.rho_ci_set is None for row in data.gaps_of("target"))  # bounded sets
     targets = [row.target for row in data.gaps_of("target")]
     assert targets == sorted(targets) and {row.role for row in data.gaps_of("target")} == {
         "heldout",
@@ -96,6 +112,9 @@ def test_report_data_of_a_finished_study(studies):
     assert {p.phase for p in data.trials_by_phase} == {"search", "known", "confirm", "transfer"}
     assert [row.api_calls for row in data.agent_costs] == [0, 0, 0, 0]
     assert [row.study_id for row in data.trend] == [studies.first] * 2 + [studies.second] * 2
+    assert {(row.production_verdict, row.stop_reason) for row in data.trend} == {
+        ("replicated", "decided")
+    }
     assert data.previous is not None and data.previous.study_id == studies.first
     assert data.study.hacking is not None and data.study.hacking.flags == []
 
@@ -150,6 +169,11 @@ def test_gap_trend_view(studies):
         assert row["lab_naive_effect"] == lab["naive_estimate"]
         assert (row["effect"], row["ci95_high"]) == (target["delta"], target["ci95_high"])
         assert row["verdict"] == target["verdict"] and row["role"] in {"heldout", "production"}
+        assert row["stop_reason"] == target["stop_reason"] == "decided"
+        assert (row["generalisation_verdict"], row["production_verdict"]) == (
+            "failed_to_replicate",
+            "replicated",
+        )
     solo = trend.filter(pl.col("name") == "tiny-solo").row(0, named=True)
     assert trend.filter(pl.col("name") == "tiny-solo").height == 1
     assert (solo["study_id"], solo["status"], solo["run_index"]) == (

@@ -59,10 +59,26 @@ def test_figures_of_a_finished_study(data, tmp_path):
     assert f"vanilla baseline ({second.baseline_dev_pgr:.3f})" in progress
     assert sum(t.startswith("agent ") for t in progress) == 4
     forest = drawn["forest_plot"]
-    assert any(f"overall {second.study.overall_verdict}" in t for t in forest)
+    title = next(t for t in forest if t.startswith("Lab effect and transfer"))
+    assert title.endswith(
+        f"{second.study.study_id}: generalisation failed to replicate · production replicated"
+    )
+    assert not any("overall" in t for t in forest)
     assert "reference" in forest and "no estimate" not in forest
+    assert "held-out task (generalisation)" in forest and "production target (production)" in forest
+    assert "95% CI (repeated over the planned looks)" in forest
+    ax = plot_forest(second).axes[0]
+    ticks = sorted(zip(ax.get_yticks(), ax.get_yticklabels(), strict=True), key=lambda p: -p[0])
+    heldout, production = (
+        next(row for row in second.gaps_of("target") if row.role == role)
+        for role in ("heldout", "production")
+    )
+    assert [label.get_text() for _, label in ticks] == [  # top down: lab, held-out, production
+        f"lab effect: {second.lab.target}\n(fresh seeds, {second.lab.n} seeds, decided)",
+        f"{heldout.target}\n(held-out task, {heldout.n} seeds, {heldout.stop_reason})",
+        f"{production.target}\n(production target, {production.n} seeds, decided)",
+    ]
     for row in second.gaps_of("target"):
-        assert any(t.startswith(f"{row.target}\n({row.role}, {row.n} seeds)") for t in forest)
         assert row.verdict.replace("_", " ") in forest
     lab = second.lab.delta
     assert any(t.startswith("ρ_min × lab effect") and f"{lab:.3f}" in t for t in forest)
@@ -72,6 +88,8 @@ def test_figures_of_a_finished_study(data, tmp_path):
     ids = [data[name].study.study_id.removeprefix("tiny-report-") for name in ("first", "second")]
     assert [t.split("\n")[1] for t in ticks] == ids
     assert ticks[1].startswith("2026-05-08 03:00\n")
+    assert [t.split("\n")[2] for t in ticks] == ["production replicated"] * 2
+    assert "tiny-noisy (production target)" in trend and "tiny-multiclass (held-out task)" in trend
     assert "no results yet" not in trend
 
 
@@ -87,7 +105,7 @@ def test_figures_of_an_incomplete_study_say_what_is_missing(data, tmp_path):
 def test_figures_draw_missing_values(data, tmp_path):
     """No search yet, no baseline, a target without CI and one without any estimate."""
     first = data["first"]
-    lab, no_ci, no_estimate, versus_known, overall = first.gaps
+    lab, no_ci, no_estimate, *rest = first.gaps
     missing = first.model_copy(
         update={
             "progress": [],
@@ -96,8 +114,7 @@ def test_figures_draw_missing_values(data, tmp_path):
                 lab.model_copy(update={"delta": None}),
                 no_ci.model_copy(update={"ci95_low": None, "ci95_high": None}),
                 no_estimate.model_copy(update={"delta": None, "verdict": None}),
-                versus_known,
-                overall,
+                *rest,
             ],
         }
     )

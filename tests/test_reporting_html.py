@@ -71,7 +71,12 @@ def test_sections_and_tables_are_rendered(report):
     assert page.count("<table>") == sum(line.startswith("|---") for line in markdown.splitlines())
     for heading in re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE):
         assert f"<h2>{heading.replace('&', '&amp;')}</h2>" in page, heading
-    assert f"<strong>Overall: {data.study.overall_verdict}</strong>" in page
+    for label, verdict in (
+        ("generalisation (held-out tasks)", data.study.generalisation_verdict),
+        ("production transfer (production targets)", data.study.production_verdict),
+    ):
+        assert f"<li><strong>{label}: {verdict}</strong>" in page
+    assert "<strong>Overall" not in page
     assert '<code class="language-json">' in page
     title = f"Study report: {data.study.study_id}"
     assert page == render_html(render_markdown(data, inline_figures(files)), title)

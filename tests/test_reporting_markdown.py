@@ -13,6 +13,7 @@ from labgap.methods.kinds import describe_recorded
 from labgap.reporting import markup
 from labgap.reporting.data import load_report_data
 from labgap.reporting.markdown import FIGURES, leaderboard_rows, render_markdown, write_report
+from labgap.stats.sequential import Schedule
 from labgap.store.connection import Store
 
 
@@ -52,14 +53,35 @@ def test_report_of_a_finished_study(studies, data_dir):
     text = files.markdown.read_text()
     assert text.startswith(f"# Study report: {studies.second}")
     assert "**tiny-report**" in text and "status: **completed**" in text
-    assert f"**Overall: {study['overall_verdict'][0]}**" in text
+    top = section(text, "## Headline verdicts")
+    assert text.index("## Headline verdicts") < text.index("## Lab effect")
+    assert "- **generalisation (held-out tasks): failed_to_replicate** (tiny-multiclass)" in top
+    assert "- **production transfer (production targets): replicated** (tiny-noisy)" in top
+    for question in ("generalisation", "production"):
+        headline = gaps.filter(pl.col("target") == question).row(0, named=True)
+        assert headline["kind"] == "headline"
+        assert headline["verdict"] == study[f"{question}_verdict"][0]
+        assert all(f"  - {reason}" in top for reason in json.loads(headline["reasons"]))
+    assert (
+        f"Both questions together: {study['overall_verdict'][0]} (replicated only if both are; "
+        "it answers neither question alone)." in top
+    )
+    assert "**Overall" not in text and "overall verdict" not in text.lower()
+    config = json.loads(study["config_json"][0])
+    looks = Schedule(
+        start=config["confirmation_seeds"], batch=config["seeds_per_look"], cap=config["max_seeds"]
+    ).sizes
+    assert f"in looks of {', '.join(str(n) for n in looks)} seeds" in text
+    assert "95% intervals are repeated confidence intervals over the planned looks" in text
     lab = gaps.filter(pl.col("kind") == "lab").row(0, named=True)
     assert f"**{lab['delta']:+.3f}**" in text
     assert f"[{lab['ci95_low']:+.3f}, {lab['ci95_high']:+.3f}]" in text
     assert f"| {lab['naive_estimate']:+.3f} |" in text and "upward-biased" in text
+    assert f"| {lab['n']} (look {lab['look']}, {lab['stop_reason']}) |" in text
     for row in gaps.filter(pl.col("kind") == "target").iter_rows(named=True):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {row['target']} |"))
         assert f"**{row['verdict']}**" in line
+        assert f"| {row['n']} (look {row['look']}, {row['stop_reason']}) |" in line
         assert f"{row['delta']:+.3f} [{row['ci95_low']:+.3f}, {row['ci95_high']:+.3f}]" in line
         assert f"{row['rho']:.3f}" in line and f"({row['rho_ci_kind']} Fieller set)" in line
         assert json.loads(row["reasons"])[0] in line
@@ -174,7 +196,10 @@ def test_report_of_an_incomplete_study_says_so(studies, data_dir):
         assert render_markdown(data) == files.markdown.read_text()
     text = files.markdown.read_text()
     assert "> **Incomplete:** this study has no gap results yet (status `running`)" in text
-    assert "**Overall: not decided yet**" in text
+    assert "- **generalisation (held-out tasks): —**" in text
+    assert "- **production transfer (production targets): —**" in text
+    assert "  - not decided yet (status running)" in text
+    assert "Both questions together" not in text
     assert "Not measured yet" in text and "No target has been analysed yet." in text
     assert "(leading so far, not yet confirmed)" in text
     assert "Not run yet" in text  # hacking checks
@@ -261,3 +286,42 @@ def test_a_report_is_rendered_from_its_data_alone(studies, tmp_path):
     assert f"database `{db}`" in render_markdown(data)
     for png in (files.research_progress, files.forest_plot, files.gap_trend):
         assert_png(png)
+
+
+def test_a_union_fieller_set_and_a_study_before_the_headline_verdicts(studies):
+    """A ρ set of two pieces prints as their union; a study recorded before schema 3 shows its one
+    verdict as what it was, never as either question's answer."""
+    with Store(studies.db) as store:
+        data = load_report_data(store, studies.first)
+    union = "[0.1, 0.5] ∪ [0.9, 2.3]"
+    gaps = [
+        row.model_copy(update={"rho_ci_kind": "union", "rho_ci_set": union})
+        if row.kind == "target"
+        else row
+        for row in data.gaps
+    ]
+    text = render_markdown(data.model_copy(update={"gaps": gaps}))
+    rows = [ln for ln in section(text, "## Targets") if ln.startswith("| tiny-")]
+    assert len(rows) == 2 and all(f" {union} (union Fieller set) |" in ln for ln in rows)
+    legacy = data.model_copy(
+        update={
+            "study": data.study.model_copy(
+                update={"generalisation_verdict": None, "production_verdict": None, "design": None}
+            ),
+            "gaps": [
+                row.model_copy(update={"look": None, "stop_reason": None})
+                for row in gaps
+                if row.kind != "headline"
+            ],
+        }
+    )
+    top = section(render_markdown(legacy), "## Headline verdicts")
+    assert "- **generalisation (held-out tasks): —**" in top
+    assert "- **production transfer (production targets): —**" in top
+    assert (
+        "  - not recorded: the study predates the two headline verdicts; its one verdict over all "
+        f"targets was {data.study.overall_verdict}"
+    ) in top
+    assert not any(line.startswith("Both questions") for line in top)
+    rows = [ln for ln in section(render_markdown(legacy), "## Targets") if ln.startswith("| tiny-")]
+    assert all(re.match(r"\| tiny-[a-z]+ \| \w+ \| 4 \| ", ln) for ln in rows)

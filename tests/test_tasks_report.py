@@ -1,8 +1,11 @@
 import base64
 import io
 import re
+from datetime import UTC, datetime
+from uuid import uuid4
 
 from PIL import Image
+from prefect.events import Event
 from studies import assert_png
 from test_reporting_summary import add_study
 
@@ -16,21 +19,72 @@ def test_verdict_change_emits_the_documented_event(tmp_path, monkeypatch):
     emitted = []
     monkeypatch.setattr(tasks.report, "emit_event", lambda **kwargs: emitted.append(kwargs))
     with Store(tmp_path / "s.duckdb") as store:
-        add_study(store, "n1", "nightly", "replicated", 0)
-        add_study(store, "n2", "nightly", "inconclusive", 1)
+        add_study(store, "n1", "nightly", "replicated", 0, "completed", "replicated", "replicated")
+        add_study(
+            store, "n2", "nightly", "inconclusive", 1, "completed", "replicated", "inconclusive"
+        )
         change = tasks.report.alert_on_verdict_change.fn(load_report_data(store, "n2"))
         assert tasks.report.alert_on_verdict_change.fn(load_report_data(store, "n1")) is None
     assert change is not None and len(emitted) == 1
     event = emitted[0]
     assert event["event"] == "labgap.study.verdict-changed"
-    assert event["resource"]["prefect.resource.id"] == "labgap.study-name.nightly"
+    assert event["resource"] == {
+        "prefect.resource.id": "labgap.study-name.nightly",
+        "prefect.resource.name": "nightly",
+        "labgap.generalisation-verdict": "replicated",
+        "labgap.production-verdict": "inconclusive",
+        "labgap.changed": "production",
+    }
     assert event["payload"] == {
         "name": "nightly",
         "study_id": "n2",
-        "verdict": "inconclusive",
         "previous_study_id": "n1",
-        "previous_verdict": "replicated",
+        "generalisation_verdict": "replicated",
+        "production_verdict": "inconclusive",
+        "previous_generalisation_verdict": "replicated",
+        "previous_production_verdict": "replicated",
+        "changes": [
+            {"question": "production", "verdict": "inconclusive", "previous_verdict": "replicated"}
+        ],
     }
+    Event(id=uuid4(), occurred=datetime.now(UTC), **event)  # what Prefect will accept
+
+
+def test_the_event_fires_when_only_the_generalisation_verdict_changed(tmp_path, monkeypatch):
+    """Both overall verdicts are failed: the change is in the held-out tasks' question."""
+    emitted = []
+    monkeypatch.setattr(tasks.report, "emit_event", lambda **kwargs: emitted.append(kwargs))
+    with Store(tmp_path / "s.duckdb") as store:
+        add_study(
+            store,
+            "n1",
+            "nightly",
+            "failed_to_replicate",
+            0,
+            "completed",
+            "failed_to_replicate",
+            "failed_to_replicate",
+        )
+        add_study(
+            store,
+            "n2",
+            "nightly",
+            "failed_to_replicate",
+            1,
+            "completed",
+            "replicated",
+            "failed_to_replicate",
+        )
+        tasks.report.alert_on_verdict_change.fn(load_report_data(store, "n2"))
+    [event] = emitted
+    assert event["resource"]["labgap.changed"] == "generalisation"
+    assert event["payload"]["changes"] == [
+        {
+            "question": "generalisation",
+            "verdict": "replicated",
+            "previous_verdict": "failed_to_replicate",
+        }
+    ]
 
 
 def test_artifact_keys_are_one_per_study_name():

@@ -49,9 +49,14 @@ class StudyRow(BaseModel):
     dataset_sha256s: str
     status: str
     overall_verdict: str | None
+    """Both questions together; it answers neither alone (see `generalisation_verdict`)."""
     error: str | None
     hacking_flags: str | None
     sandbox: str | None = None
+    generalisation_verdict: str | None = None
+    production_verdict: str | None = None
+    design: str | None = None
+    """`fixed` or `sequential`; None for a study recorded before the headline verdicts."""
     started_at: datetime
     finished_at: datetime | None
 
@@ -90,6 +95,11 @@ class GapRow(BaseModel):
     naive_estimate: float | None
     verdict: str | None
     seeds_needed: int | None
+    look: int | None = None
+    stop_reason: str | None = None
+    """Why the task got no more seeds: decided, cap, budget, no_lab_effect or fixed."""
+    rho_ci_set: str | None = None
+    """The Fieller set in words when it is a union of pieces (`rho_ci_kind = 'union'`)."""
     flags: list[str]
     reasons: list[str]
     detail: dict[str, Any]
@@ -170,6 +180,8 @@ class TrendRow(BaseModel):
     finished_at: datetime | None
     status: str
     overall_verdict: str | None
+    generalisation_verdict: str | None = None
+    production_verdict: str | None = None
     run_index: int
     rho_min: float | None
     lab_seeds: int | None
@@ -185,6 +197,7 @@ class TrendRow(BaseModel):
     ci95_high: float | None
     rho: float | None
     verdict: str | None
+    stop_reason: str | None = None
 
 
 class ReportData(BaseModel):
@@ -193,7 +206,8 @@ class ReportData(BaseModel):
     database: Path
     study: StudyRow
     gaps: list[GapRow]
-    """The lab row first, then targets by name, then the overall row."""
+    """The lab row first, then targets by name, the winner against the known methods, the two
+    headline rows (generalisation, production) and the overall row."""
     leaderboard: list[LeaderboardRow]
     winner: LeaderboardRow | None
     """The method confirmed on fresh seeds; before confirmation, the leaderboard's leader."""
@@ -223,6 +237,10 @@ class ReportData(BaseModel):
     @property
     def overall(self) -> GapRow | None:
         return next(iter(self.gaps_of("overall")), None)
+
+    def headline(self, question: str) -> GapRow | None:
+        """The `generalisation` or `production` verdict's row (its detail: `Headline`)."""
+        return next((row for row in self.gaps_of("headline") if row.target == question), None)
 
 
 def latest_study_id(store: Store) -> str | None:
@@ -331,7 +349,8 @@ def _study(store: Store, study_id: str) -> StudyRow:
 def _gaps(store: Store, study_id: str) -> list[GapRow]:
     frame = store.query(
         "SELECT * FROM gap_results WHERE study_id = ? ORDER BY "
-        "CASE kind WHEN 'lab' THEN 0 WHEN 'target' THEN 1 WHEN 'versus_known' THEN 2 ELSE 3 END, "
+        "CASE kind WHEN 'lab' THEN 0 WHEN 'target' THEN 1 WHEN 'versus_known' THEN 2 "
+        "WHEN 'headline' THEN 3 ELSE 4 END, "
         "target",
         [study_id],
     )

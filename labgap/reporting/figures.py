@@ -18,7 +18,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from labgap.reporting.data import ReportData, finite
+from labgap.reporting.data import ReportData, TrendRow, finite
+from labgap.reporting.questions import QUESTIONS
 
 VERDICT_COLOURS = {
     "replicated": "#1a9850",
@@ -26,6 +27,8 @@ VERDICT_COLOURS = {
     "inconclusive": "#878787",
 }
 NO_VERDICT = "#bdbdbd"
+ROLES = {"heldout": ("held-out task", "s"), "production": ("production target", "D")}
+"""Each target role's name and marker: the forest plot marks which question a target answers."""
 FIGURE_SIZE = (10.0, 5.6)
 DPI = 110
 TREND_MARKERS = "osD^vPX*"
@@ -112,13 +115,22 @@ def plot_research_progress(data: ReportData) -> Figure:
 
 def plot_forest(data: ReportData) -> Figure:
     """The fresh-seed lab effect and every target's effect with 95% CIs, against 0 and the
-    pre-registered margin ρ_min × lab effect that decides "failed to replicate"."""
+    pre-registered margin ρ_min × lab effect that decides "failed to replicate"; targets grouped
+    and marked by role, the title giving each question's verdict."""
     study = data.study
-    gaps = [row for row in data.gaps if row.kind in ("lab", "target")]
-    verdict = study.overall_verdict or "not decided"
+    order = list(ROLES)
+    targets = sorted(
+        data.gaps_of("target"),
+        key=lambda row: (order.index(row.role) if row.role in order else len(order), row.target),
+    )
+    gaps = data.gaps_of("lab") + targets
+    verdicts = " · ".join(
+        f"{question} {(getattr(study, f'{question}_verdict') or 'not decided').replace('_', ' ')}"
+        for question in QUESTIONS
+    )
     figure, ax = _figure(
         f"Lab effect and transfer to targets (winner − vanilla, PGR; 95% CI)\n"
-        f"{study.study_id}: overall {verdict}"
+        f"{study.study_id}: {verdicts}"
     )
     ax.set_xlabel("effect of the lab winner over vanilla (PGR, test split, fresh seeds)")
     if not gaps:
@@ -131,10 +143,12 @@ def plot_forest(data: ReportData) -> Figure:
     labels = []
     for y, row in zip(positions, gaps, strict=True):
         is_lab = row.kind == "lab"
+        seeds = f"{row.n} seeds" + (f", {row.stop_reason}" if row.stop_reason else "")
+        role, marker = ROLES.get(row.role, ("target", "o"))
         labels.append(
-            f"lab effect: {row.target}\n(fresh seeds, {row.n} seeds)"
+            f"lab effect: {row.target}\n(fresh seeds, {seeds})"
             if is_lab
-            else f"{row.target}\n({row.role or 'target'}, {row.n} seeds)"
+            else f"{row.target}\n({role}, {seeds})"
         )
         colour = "black" if is_lab else VERDICT_COLOURS.get(row.verdict, NO_VERDICT)
         tag = "reference" if is_lab else (row.verdict or "no verdict").replace("_", " ")
@@ -173,13 +187,27 @@ def plot_forest(data: ReportData) -> Figure:
                 ha="center",
                 fontsize=9,
             )
-        ax.plot(row.delta, y, "o", color=colour, markersize=9, markeredgecolor="white")
+        ax.plot(
+            row.delta,
+            y,
+            "o" if is_lab else marker,
+            color=colour,
+            markersize=9,
+            markeredgecolor="white",
+        )
         if is_lab and finite(row.naive_estimate):
             ax.plot(row.naive_estimate, y, "o", markersize=9, fillstyle="none", color="black")
     ax.axvline(0, color="black", linewidth=1)
+    interval = "95% CI (repeated over the planned looks)" if study.design == "sequential" else ""
     handles = [
-        Line2D([], [], color="grey", linewidth=4.5, label="95% CI"),
-        Line2D([], [], color="grey", linewidth=1, label="decision interval (level 1 − α/J)"),
+        Line2D([], [], color="grey", linewidth=4.5, label=interval or "95% CI"),
+        Line2D(
+            [],
+            [],
+            color="grey",
+            linewidth=1,
+            label="decision interval (α split within the question's family)",
+        ),
         Line2D(
             [],
             [],
@@ -188,6 +216,17 @@ def plot_forest(data: ReportData) -> Figure:
             fillstyle="none",
             linestyle="none",
             label="naive lab estimate (selected on dev: upward-biased)",
+        ),
+        *(
+            Line2D(
+                [],
+                [],
+                marker=marker,
+                color="grey",
+                linestyle="none",
+                label=f"{name} ({question})",
+            )
+            for (name, marker), question in zip(ROLES.values(), QUESTIONS, strict=True)
         ),
     ]
     rho_min = study.config.get("rho_min")
@@ -235,8 +274,15 @@ def plot_gap_trend(data: ReportData) -> Figure:
     targets = sorted({row.target for row in trend if row.target is not None})
     width = 0.5 / max(len(targets), 1)
     series = [("lab effect (fresh seeds)", runs, "lab_effect", "lab_ci95_low", "lab_ci95_high")]
+    roles = {row.target: ROLES.get(row.role, ("target",))[0] for row in trend}
     series += [
-        (target, [row for row in trend if row.target == target], "effect", "ci95_low", "ci95_high")
+        (
+            f"{target} ({roles[target]})",
+            [row for row in trend if row.target == target],
+            "effect",
+            "ci95_low",
+            "ci95_high",
+        )
         for target in targets
     ]
     handles = []
@@ -272,8 +318,7 @@ def plot_gap_trend(data: ReportData) -> Figure:
     ticks = []
     for row in runs:
         short = row.study_id.removeprefix(f"{name}-")
-        outcome = row.overall_verdict or row.status
-        ticks.append(f"{row.started_at:%Y-%m-%d %H:%M}\n{short}\n{outcome.replace('_', ' ')}")
+        ticks.append(f"{row.started_at:%Y-%m-%d %H:%M}\n{short}\n{_outcome(row)}")
         if row.lab_effect is None and row.target is None:
             ax.text(
                 row.run_index,
@@ -288,10 +333,22 @@ def plot_gap_trend(data: ReportData) -> Figure:
             ax.axvspan(row.run_index - 0.4, row.run_index + 0.4, color="#ffffcc", zorder=0)
     ax.set_xticks([row.run_index for row in runs], ticks, fontsize=8)
     ax.set_xlim(0.4, len(runs) + 0.6)
-    ax.set_xlabel("study (started at, id, overall verdict); shaded: this report's study")
+    ax.set_xlabel("study (started at, id, production verdict); shaded: this report's study")
     if all(row.lab_effect is None for row in trend):
         _note(ax, "no study of this name has gap results yet")
     ax.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False
     )
     return figure
+
+
+def _outcome(row: TrendRow) -> str:
+    """A study's outcome under its tick: the production verdict (the question a trend of one
+    name follows); a study recorded before the headline verdicts shows its one verdict, named."""
+    if row.production_verdict is not None:
+        outcome = f"production {row.production_verdict}"
+    elif row.overall_verdict is not None:
+        outcome = f"all targets {row.overall_verdict}"
+    else:
+        outcome = row.status
+    return outcome.replace("_", " ")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from labgap.methods.kinds import describe_recorded
 from labgap.paths import data_dir
+from labgap.reporting.cost import cost_section
 from labgap.reporting.data import GapRow, ReportData, StudyRow, finite
 from labgap.reporting.figures import (
     plot_forest,
@@ -25,6 +26,8 @@ from labgap.reporting.figures import (
 from labgap.reporting.html import render_html
 from labgap.reporting.known import known_methods_section
 from labgap.reporting.markup import code, fence, text
+from labgap.reporting.questions import BOTH, QUESTIONS, REPEATED_INTERVALS, answer, seeds_text
+from labgap.stats.sequential import Schedule
 
 LEADERBOARD_ROWS = 10
 FIGURES = {
@@ -112,12 +115,15 @@ def _table(rows: list[dict]) -> list[str]:
 
 
 def _rho(row: GapRow) -> str:
-    """ρ with its Fieller set, whose shape (bounded, complement, whole line) the kind names."""
+    """ρ with its Fieller set, whose shape (bounded, complement, a union of pieces, the whole
+    line) the kind names."""
     kind, low, high = row.rho_ci_kind, row.rho_ci_low, row.rho_ci_high
     if kind == "bounded":
         interval = f"[{_f(low)}, {_f(high)}]"
     elif kind == "complement":
         interval = f"(−∞, {_f(low)}] ∪ [{_f(high)}, ∞)"
+    elif kind == "union":
+        interval = text(row.rho_ci_set or "a union of pieces")
     elif kind == "unbounded":
         interval = "(−∞, ∞)"
     else:
@@ -126,7 +132,8 @@ def _rho(row: GapRow) -> str:
 
 
 def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) -> str:
-    """The report page: verdicts first, then the evidence, the search, checks and cost.
+    """The report page: the two headline verdicts first, then the evidence, the search, checks
+    and cost.
 
     `figures` maps a `FIGURES` name to its image source; by default the PNG's file name, which
     resolves next to report.md only (`inline_figures` gives sources that show anywhere).
@@ -160,13 +167,13 @@ def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) 
         ]
     lines += _verdict_section(data)
     lines += _lab_section(data)
-    lines += _targets_section(data.gaps_of("target"))
+    lines += _targets_section(data.gaps_of("target"), data.study.design)
     lines += _winner_section(data)
     lines += known_methods_section(data.gaps_of("versus_known"))
     lines += _leaderboard_section(data)
     lines += _diversity_section(data)
     lines += _hacking_section(study)
-    lines += _cost_section(data)
+    lines += cost_section(data)
     lines += ["", "## Figures", ""]
     for name, (_, caption) in FIGURES.items():
         source = figures[name] if figures else f"{name}.png"
@@ -175,16 +182,59 @@ def render_markdown(data: ReportData, figures: Mapping[str, str] | None = None) 
 
 
 def _verdict_section(data: ReportData) -> list[str]:
-    verdict, config = data.study.overall_verdict, data.study.config
-    lines = ["", "## Verdict", ""]
-    lines.append(f"**Overall: {text(verdict)}**" if verdict else "**Overall: not decided yet**")
-    lines += _bullets(data.overall.reasons if data.overall else [])
+    """Both headline verdicts, each with its question and family; the overall verdict only as
+    both questions together."""
+    study, config = data.study, data.study.config
+    lines = ["", "## Headline verdicts", ""]
+    lines += [
+        "Two questions, each over its own family of targets (α split within the family): a "
+        "question is replicated only if every target in its family replicated, failed if any "
+        "failed, else inconclusive.",
+        "",
+    ]
+    for question, label in QUESTIONS.items():
+        verdict, reasons = answer(data, question)
+        row = data.headline(question)
+        family = f" ({text(', '.join(row.detail.get('targets', [])))})" if row else ""
+        lines.append(f"- **{text(label)}: {text(verdict or '—')}**{family}")
+        lines += [f"  - {text(reason)}" for reason in reasons]
+    if study.generalisation_verdict and study.production_verdict:
+        lines += [
+            "",
+            f"{BOTH.capitalize()}: {text(study.overall_verdict)} (replicated only if both are; it "
+            "answers neither question alone).",
+        ]
     lines += [
         "",
         f"Pre-registered: ρ_min = {_setting(config.get('rho_min'))} (a target must keep this share "
-        f"of the lab effect), family-wise α = {_setting(config.get('alpha'))}.",
+        f"of the lab effect), family-wise α = {_setting(config.get('alpha'))} per question.",
     ]
-    return lines
+    return lines + _design(data)
+
+
+def _design(data: ReportData) -> list[str]:
+    """The pre-registered sequential design's looks, and what its intervals mean."""
+    config = data.study.config
+    if config.get("design") != "sequential":
+        return []
+    schedule = Schedule(
+        start=config["confirmation_seeds"], batch=config["seeds_per_look"], cap=config["max_seeds"]
+    )
+    sizes = ", ".join(str(n) for n in schedule.sizes)
+    budget = config.get("replication_budget")
+    return [
+        "",
+        f"Sequential design: each task gets fresh paired seeds in looks of {sizes} seeds until its "
+        "question is decided, at its seed cap"
+        + (f" or when the study's budget of {budget} trials is spent" if budget else "")
+        + f"; each task's seeds say why it stopped. {REPEATED_INTERVALS}: each is taken at the "
+        "nominal level of its look, chosen so that the intervals of all looks cover together "
+        "with probability 95%.",
+    ]
+
+
+def _seeds(row: GapRow, design: str | None) -> str:
+    return seeds_text(row.n, row.stop_reason, row.look if design == "sequential" else None)
 
 
 def _lab_section(data: ReportData) -> list[str]:
@@ -212,7 +262,7 @@ def _lab_section(data: ReportData) -> list[str]:
         lines.append("| hybrid: corrected for the selection | not shown: see below | — | — |")
     lines += [
         f"| **fresh seeds** (paired, never used in the search) | **{_f(row.delta, True)}** | "
-        f"{_interval(row.ci95_low, row.ci95_high)} | {row.n} |",
+        f"{_interval(row.ci95_low, row.ci95_high)} | {_seeds(row, data.study.design)} |",
         "",
         f"On the fresh seeds' test split the winner reached PGR "
         f"{_f(data.winner_fresh_test_pgr)} and vanilla {_f(data.baseline_fresh_test_pgr)}.",
@@ -220,10 +270,22 @@ def _lab_section(data: ReportData) -> list[str]:
     return lines + _bullets(row.reasons)
 
 
-def _targets_section(targets: list[GapRow]) -> list[str]:
+def _targets_section(targets: list[GapRow], design: str | None) -> list[str]:
     lines = ["", "## Targets", ""]
     if not targets:
         return lines + ["No target has been analysed yet."]
+    if design == "sequential":
+        levels = ", ".join(
+            f"{text(row.target)} {row.detail['ci_level']:.2%}"
+            for row in targets
+            if finite(row.detail.get("ci_level"))
+        )
+        lines += [
+            "Seeds: fresh paired seeds at the task's last look and why it got no more "
+            f"(decided, cap, budget, no_lab_effect). {REPEATED_INTERVALS}; nominal level at each "
+            f"target's look: {levels}.",
+            "",
+        ]
     lines += [
         "| target | role | seeds | effect [95% CI] | transfer ratio ρ [95% set] | verdict | "
         "reasons |",
@@ -231,7 +293,7 @@ def _targets_section(targets: list[GapRow]) -> list[str]:
     ]
     for row in targets:
         lines.append(
-            f"| {text(row.target)} | {text(row.role or '—')} | {row.n} | "
+            f"| {text(row.target)} | {text(row.role or '—')} | {_seeds(row, design)} | "
             f"{_f(row.delta, True)} {_interval(row.ci95_low, row.ci95_high)} | "
             f"{_rho(row)} | **{text(row.verdict or '—')}** | {text('; '.join(row.reasons))} |"
         )
@@ -325,54 +387,3 @@ def _hacking_section(study: StudyRow) -> list[str]:
     lines += [f"- **{text(flag)}**: {text(reason)}" for flag, reason in pairs]
     lines += [f"- **{text(flag)}**" for flag in flags[len(reasons) :]]
     return lines
-
-
-def _cost_section(data: ReportData) -> list[str]:
-    lines = ["", "## Cost", ""]
-    phases = data.trials_by_phase
-    total = sum(phase.experiments for phase in phases)
-    seconds = sum(phase.seconds or 0.0 for phase in phases)
-    by_phase = ", ".join(f"{text(phase.phase)} {phase.experiments}" for phase in phases)
-    lines.append(
-        f"{total} experiments (trials rows; by phase: {by_phase or 'none yet'}), {seconds:.1f} s "
-        f"of experiment wall time ({seconds / 3600:.2f} h, summed over workers)."
-    )
-    lines += ["", *_llm_cost(data)]
-    return lines
-
-
-def _llm_cost(data: ReportData) -> list[str]:
-    """Tokens, $ and $ per agent-hour per agent, from the `cost_per_agent` view."""
-    usage = [row.model_dump() for row in data.agent_costs if row.api_calls > 0]
-    if not usage:
-        return [f"No LLM calls recorded for this study ({text(data.study.agent_backend)} agents)."]
-    header = ["agent", "API calls", "input tokens", "output tokens", "cache write", "cache read"]
-    header += ["$", "experiments", "$ per agent-hour"]
-    lines = ["LLM usage per agent:", "", "| " + " | ".join(header) + " |"]
-    lines.append("|" + "---|" * len(header))
-    counts = [
-        "api_calls",
-        "input_tokens",
-        "output_tokens",
-        "cache_write_tokens",
-        "cache_read_tokens",
-    ]
-    totals = {
-        "agent_id": "**total**",
-        **{c: sum(row[c] for row in usage) for c in [*counts, "usd", "experiments"]},
-    }
-    for row in [*usage, {**totals, "usd_per_agent_hour": None}]:
-        cells = [str(row["agent_id"])] + [f"{row[c] or 0:,.0f}" for c in counts]
-        cells += [
-            _dollars(row["usd"]),
-            str(row["experiments"]),
-            _dollars(row["usd_per_agent_hour"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _dollars(value) -> str:
-    """Cents for real money, more digits for the fractions of a cent one call costs."""
-    value = float(value or 0)
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"

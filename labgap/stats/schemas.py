@@ -151,8 +151,8 @@ class EffectEstimate(BaseModel):
     look: int = 1
     stop_reason: StopReason | None = None
     ci_level: float = DESCRIPTIVE_LEVEL
-    """Nominal level of the reported 95% interval: below 0.95 at a sequential look, so that
-    the intervals of all planned looks cover together with probability 0.95."""
+    """Nominal level of the reported 95% interval: above 0.95 at a sequential look (a wider
+    interval), so that the intervals of all planned looks cover together with probability 0.95."""
 
 
 class LabEffect(EffectEstimate):

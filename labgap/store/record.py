@@ -63,8 +63,9 @@ class StudyRecorder:
             ).fetchall()
             self.store.insert("studies", study_row(plan), cursor)
             cursor.execute(
-                "UPDATE studies SET status = 'running', overall_verdict = NULL, error = NULL, "
-                "hacking_flags = NULL, finished_at = NULL WHERE study_id = ?",
+                "UPDATE studies SET status = 'running', overall_verdict = NULL, "
+                "generalisation_verdict = NULL, production_verdict = NULL, design = NULL, "
+                "error = NULL, hacking_flags = NULL, finished_at = NULL WHERE study_id = ?",
                 [self.study_id],
             )
         self._published(stage=False)
