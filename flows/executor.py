@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import copy_context
 
-from prefect import unmapped
 from prefect.context import TaskRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
@@ -31,7 +30,8 @@ per trial small, and a kill loses at most this many finished but unrecorded tria
 
 
 class PrefectExecutor:
-    """Each (task, seed)'s teacher and ceiling first, then every experiment of the batch at once."""
+    """Each (task, seed)'s teacher and ceiling, and every experiment of the batch, at once: an
+    experiment waits only for its own seed's teacher and ceiling, not for the whole batch's."""
 
     def __init__(self, runner: TaskRunner, limits: TrialLimits):
         self.runner = runner
@@ -43,21 +43,22 @@ class PrefectExecutor:
         """Task runs are named and tagged by stage, so the UI can group and filter them. Results
         reach `done` in completion order, a few at a time (each group is gated and recorded at
         once), so a killed study keeps every trial that had finished."""
-        seeds = sorted({seed for _, seed in runs})
         prepare = prepare_reference.with_options(tags={phase})
-        self.runner.map(prepare, {"task_spec": unmapped(task), "seed": seeds}).result()
+        prepared = {
+            seed: self.runner.submit(prepare, {"task_spec": task, "seed": seed})
+            for seed in sorted({seed for _, seed in runs})
+        }
         experiment = run_experiment.with_options(
             tags={phase}, task_run_name=f"{phase}-{{task_spec.name}}-{{method.family}}-seed{{seed}}"
         )
-        futures = self.runner.map(
-            experiment,
-            {
-                "task_spec": unmapped(task),
-                "method": [method for method, _ in runs],
-                "seed": [seed for _, seed in runs],
-                "limits": unmapped(self.limits),
-            },
-        )
+        futures = [
+            self.runner.submit(
+                experiment,
+                {"task_spec": task, "method": method, "seed": seed, "limits": self.limits},
+                wait_for=[prepared[seed]],
+            )
+            for method, seed in runs
+        ]
         pending: list[Outcome] = []
         try:
             for future in as_completed(futures):
@@ -68,7 +69,7 @@ class PrefectExecutor:
         finally:
             if pending:  # what finished before the end, or before a failure or a cancellation
                 done(pending)
-        return futures.result()
+        return [future.result() for future in futures]
 
 
 class FlowLevelDaskTaskRunner(DaskTaskRunner):

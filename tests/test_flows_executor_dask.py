@@ -95,7 +95,7 @@ def test_a_study_on_a_dask_cluster_has_the_numbers_of_the_process_pool(
     assert summary.status == "completed"
     pool_trials, pool_gaps = numbers(tmp_path / "pool.duckdb")
     dask_trials, dask_gaps = numbers(tmp_path / "dask.duckdb")
-    assert dask_trials.height == pool_trials.height > 0 and dask_gaps.height == 5
+    assert dask_trials.height == pool_trials.height > 0 and dask_gaps.height == 7
     assert dask_trials.equals(pool_trials)
     assert dask_gaps.equals(pool_gaps)
     for folder in worker_data:

@@ -131,7 +131,7 @@ def test_a_given_program_is_replicated_and_reaches_no_secret(program_studies):
         )
         assert dict(phases.rows()) == {"search": 2, "confirm": 3, "transfer": 6}
         kinds = set(store.query("SELECT kind FROM gap_results")["kind"])
-        assert kinds == {"lab", "target", "versus_known", "overall"}
+        assert kinds == {"lab", "target", "versus_known", "headline", "overall"}
         sandbox = store.query("SELECT sandbox FROM studies")["sandbox"][0]
         assert sandbox.startswith("full")
         assert store.query("SELECT count(*) AS n FROM agents")["n"][0] == 0

@@ -144,8 +144,11 @@ def gap_frame() -> pl.DataFrame:
             "flags": flags,
             "reasons": ['["selected in search"]', "[]", '["few seeds"]', "[]"],
             "detail_json": ["{}"] * 4,
+            "look": [2, 1, 3, None],
+            "stop_reason": ["decided", "decided", "cap", None],
+            "rho_ci_set": [None, None, None, None],
         },
-        schema_overrides={"n": pl.Int32, "seeds_needed": pl.Int32},
+        schema_overrides={"n": pl.Int32, "seeds_needed": pl.Int32, "look": pl.Int32},
     )
 
 
@@ -318,6 +321,19 @@ def test_a_bad_verdict_string_fails():
         error
     )
     assert "replicated!" in str(error)
+
+
+def test_every_target_says_why_it_stopped():
+    frame = gap_frame().with_columns(
+        stop_reason=pl.when(pl.col("target") == "bbc").then(None).otherwise(pl.col("stop_reason"))
+    )
+    assert "expect_column_values_to_not_be_null on column 'stop_reason'" in str(
+        gate_error("gap_results", frame)
+    )
+    unknown = gap_frame().with_columns(stop_reason=pl.lit("tired"))
+    assert "expect_column_values_to_be_in_set on column 'stop_reason'" in str(
+        gate_error("gap_results", unknown)
+    )
 
 
 def test_gap_results_need_one_overall_row_and_no_verdict_on_the_lab_row():
