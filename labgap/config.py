@@ -26,58 +26,13 @@ from labgap.errors import LabgapInputError, describe_validation
 from labgap.llm.settings import CLAUDE_MAX_SEEDS, ClaudeSettings
 from labgap.methods.kinds import resolve_any_method
 from labgap.methods.spec import MethodSpec
+from labgap.profiles import PROFILES
 from labgap.programs.method import ParamValue, ProgramMethod
 from labgap.programs.sandbox import SandboxLimits
 from labgap.stats.sequential import Design, Schedule
 
 Profile = Literal["quick", "default", "full"]
 AgentBackend = Literal["embedded", "claude"]
-
-HELDOUT = ["bbc-heldout", "digits-heldout"]
-PRODUCTION = ["rt-long-recipe", "rt-noisy-teacher"]
-
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "n_agents": 3,
-        "rounds": 2,
-        "proposals_per_round": 1,
-        "quick_seeds": 2,
-        "confirmation_seeds": 4,
-        "design": "sequential",
-        "seeds_per_look": 4,
-        "max_seeds": 16,
-        "replication_budget": 150,
-        "heldout_tasks": HELDOUT,
-        "production_targets": ["rt-noisy-teacher"],
-    },
-    "default": {
-        "n_agents": 9,
-        "rounds": 3,
-        "proposals_per_round": 1,
-        "quick_seeds": 2,
-        "confirmation_seeds": 6,
-        "design": "sequential",
-        "seeds_per_look": 4,
-        "max_seeds": 18,
-        "replication_budget": 150,
-        "heldout_tasks": HELDOUT,
-        "production_targets": PRODUCTION,
-    },
-    "full": {
-        "n_agents": 9,
-        "rounds": 6,
-        "proposals_per_round": 2,
-        "quick_seeds": 3,
-        "confirmation_seeds": 12,
-        "design": "sequential",
-        "seeds_per_look": 6,
-        "max_seeds": 36,
-        "replication_budget": 500,
-        "heldout_tasks": HELDOUT,
-        "production_targets": PRODUCTION,
-    },
-}
-"""Every profile decides every one of these fields; a field given explicitly wins."""
 
 FROM_PROFILE = "empty: from the profile"
 

@@ -30,8 +30,9 @@ from labgap.stages import (
     TransferTrials,
     split_arms,
 )
-from labgap.stats.analysis import analyse_gap, compare_with_known, effect_estimate
+from labgap.stats.analysis import analyse_gap
 from labgap.stats.decision import next_looks
+from labgap.stats.known import compare_with_known, effect_estimate
 from labgap.stats.schemas import (
     VERDICTS,
     Candidate,

@@ -3,9 +3,10 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from labgap.config import PROFILES, StudyConfig, load_study_config
+from labgap.config import StudyConfig, load_study_config
 from labgap.data.tasks import BUILTIN_TASKS
 from labgap.errors import LabgapInputError
+from labgap.profiles import PROFILES
 
 
 def test_recurring_study_gets_fresh_seeds_each_day():

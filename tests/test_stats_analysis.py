@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from labgap.stats.analysis import analyse_gap, effect_estimate
+from labgap.stats.analysis import analyse_gap
+from labgap.stats.known import effect_estimate
 from labgap.stats.power import seeds_needed
 from labgap.stats.schemas import Candidate, GapConfig, SeedResult, TaskSample
 

@@ -35,7 +35,6 @@ from labgap.stats.schemas import (
     GapAnalysis,
     GapConfig,
     Headline,
-    KnownComparison,
     LabEffect,
     SearchBaseline,
     TargetGap,
@@ -79,7 +78,7 @@ def _descriptive_level(config: GapConfig, look: int) -> float:
     return look_level(config.design, config.schedule, 1.0 - DESCRIPTIVE_LEVEL, look)
 
 
-def _estimate_fields(data, sample: TaskSample, config: GapConfig) -> dict:
+def estimate_fields(data, sample: TaskSample, config: GapConfig) -> dict:
     """The `EffectEstimate` fields of a lab or target sample."""
     return {
         "look": sample.look,
@@ -107,7 +106,7 @@ def _lab_effect(
     baseline: SearchBaseline | None,
 ) -> LabEffect:
     flags, reasons = list(data.flags), list(data.reasons)
-    fields = _estimate_fields(data, sample, config)
+    fields = estimate_fields(data, sample, config)
     ci_low, ci_high = t_interval(data.effect, fields["ci_level"])
     positive, negative = bool(decisions.lab_positive[0]), bool(decisions.lab_negative[0])
     level = float(decisions.lab_level[0])
@@ -200,7 +199,7 @@ def _target_gap(
     if verdict == "inconclusive" and decisions.lab_positive[0]:
         seeds, why = seeds_to_decide(data, lab, config, level)
         reasons.append(why)
-    fields = _estimate_fields(data, sample, config)
+    fields = estimate_fields(data, sample, config)
     shown = fields["ci_level"]
     ci95 = t_interval(data.effect, shown)
     rho_low, rho_high, rho_kind, rho_set = _ratio_set(data.effect, lab, shown)
@@ -376,42 +375,4 @@ def analyse_gap(
         absolute_floor=config.absolute_floor,
         design=config.design,
         schedule=config.schedule,
-    )
-
-
-def effect_estimate(task: TaskSample) -> float | None:
-    """The PGR-unit effect point estimate of one task: exactly the `delta` that `analyse_gap`
-    reports for that task as its lab effect, None when it cannot be estimated. The reward-hacking
-    check uses it on the fresh-seed confirmation, which needs the estimate without a study."""
-    return num(task_data(task).effect.delta)
-
-
-def compare_with_known(
-    sample: TaskSample, known: str, known_hash: str, config: GapConfig
-) -> KnownComparison:
-    """The winner minus the known-methods baseline (the sample's baseline arm) in PGR units, with
-    the 95% interval the lab effect reports too (a repeated interval at the lab's look in a
-    sequential design). One comparison, chosen before any fresh seed ran (the known baseline is
-    picked on the search seeds), so no multiplicity."""
-    data = task_data(sample)
-    fields = _estimate_fields(data, sample, config)
-    low, high = t_interval(data.effect, fields["ci_level"])
-    low, high, delta = num(low), num(high), num(data.effect.delta)
-    if low is not None and low > 0:
-        verdict, reason = "better", f"the winner beats {known}: 95% interval above 0"
-    elif high is not None and high < 0:
-        verdict, reason = "worse", f"{known} beats the winner: 95% interval below 0"
-    elif delta is None:
-        verdict, reason = "no_clear_difference", "the difference could not be estimated"
-    else:
-        verdict, reason = "no_clear_difference", f"the 95% interval includes 0 ({known})"
-    return KnownComparison(
-        **fields,
-        known=known,
-        known_hash=known_hash,
-        ci_low=low,
-        ci_high=high,
-        p_value=num(t_p_value(data.effect)),
-        verdict=verdict,
-        reason=reason,
     )
