@@ -95,6 +95,7 @@ def replicate(
         (plan.lab.spec, LAB_ROLE, lab_arms),
         *((t.spec, t.role, [BASELINE, winner]) for t in plan.targets),
     ]
+    arms_per_task = [len(arms) for _, _, arms in tasks]
     looks = np.ones(len(tasks), dtype=int)
     out_of_budget = np.zeros(len(tasks), dtype=bool)
 
@@ -137,17 +138,14 @@ def replicate(
             len(sizes),
         )
         more = np.concatenate([[bool(lab_more)], targets_more]) & (config.design == "sequential")
-        costs = [len(arms) for _, _, arms in tasks]
-        more, refused = _within_budget(more, looks, sizes, costs, budget)
+        more, refused = _within_budget(more, looks, sizes, arms_per_task, budget)
         out_of_budget |= refused
         if not more.any():
             break
+        added = sum(_batch_cost(looks[i], sizes, arms_per_task[i]) for i in np.flatnonzero(more))
         looks = looks + more
         progress(
-            sum(
-                (sizes[k - 1] - sizes[k - 2]) * c
-                for k, c in zip(looks[more], np.array(costs)[more], strict=True)
-            ),
+            added,
             "next look: "
             + ", ".join(
                 f"{tasks[i][0].name} to {sizes[looks[i] - 1]} seeds" for i in np.flatnonzero(more)
@@ -165,6 +163,11 @@ def replicate(
     )
 
 
+def _batch_cost(look: int, sizes: list[int], arms: int) -> int:
+    """Trials the next look after `look` adds to one task."""
+    return (sizes[look] - sizes[look - 1]) * arms
+
+
 def _within_budget(
     more: np.ndarray, looks: np.ndarray, sizes: list[int], arms: list[int], budget: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +178,7 @@ def _within_budget(
         return granted, refused
     spent = sum(sizes[k - 1] * n for k, n in zip(looks, arms, strict=True))
     for index in np.flatnonzero(more):
-        cost = (sizes[looks[index]] - sizes[looks[index] - 1]) * arms[index]
+        cost = _batch_cost(looks[index], sizes, arms[index])
         if spent + cost > budget:
             granted[index], refused[index] = False, True
         else:
