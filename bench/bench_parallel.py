@@ -327,6 +327,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9001, help="the study's seed")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-study", action="store_true", help="parts 2-5 only")
+    parser.add_argument("--study-only", action="store_true", help="part 1 only")
     parser.add_argument("--repeats", type=int, default=6, help="part 2's alternated pairs")
     args = parser.parse_args()
     logging.getLogger("prefect.task_runner.processpool").setLevel(logging.ERROR)  # 1-worker pool
@@ -340,6 +341,8 @@ def main() -> None:
         study = None if args.no_study else run_study(args, folder, server_pid)
         if study:
             print_study(study, args.workers)
+        if args.study_only:
+            return
         timings = orchestration_overhead(args.repeats, seeds=5)
         writer = writer_throughput(str(folder), rows=404)
         rates = task_run_rate(100, args.workers, server_pid)

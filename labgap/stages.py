@@ -113,11 +113,12 @@ def search(
         if not active:
             progress(f"round {round_index + 1}: every agent has stopped")
             break
-        snapshot, scored = list(forum), []
-        for outcome in _run_concurrently(active, round_index, snapshot, lab):
-            sink.forum_posts(outcome.posts)
-            forum.extend(outcome.posts)
-            scored.extend(outcome.scored)
+        outcomes = _run_concurrently(active, round_index, list(forum), lab)
+        posts = [post for outcome in outcomes for post in outcome.posts]
+        sink.forum_posts(posts)  # one gate for the round's posts: the workers wait on it
+        forum.extend(posts)
+        scored = [score for outcome in outcomes for score in outcome.scored]
+        for outcome in outcomes:
             if outcome.out_of_budget:
                 stopped.add(outcome.agent_id)
                 sink.agent_stopped(outcome.agent_id, round_index, outcome.stop_reason or "budget")

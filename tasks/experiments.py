@@ -1,8 +1,21 @@
-"""Experiment tasks: one Prefect task per (task, method, seed), run in worker processes."""
+"""Experiment tasks: one Prefect task run per (task, method, seed) and per (task, seed)'s teacher
+and ceiling.
+
+Under the process executor the task runs are threads of the flow process and their compute runs
+in a pool of worker processes (`worker_pool`): Prefect's own process pool rebuilds its settings,
+flow context and API clients in the worker for every task run, ~140 ms of a worker's time each,
+where a task run in a thread costs the flow process a few milliseconds. Under the thread and Dask
+executors the compute runs where the task run does.
+"""
 
 import atexit
+import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
 
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect import task
@@ -15,14 +28,17 @@ from labgap.methods.kinds import Method
 from tasks.logs import quiet_completed_task_runs
 from tasks.retry import RETRY_OPTIONS
 
+T = TypeVar("T")
+
 _engine: W2SEngine | None = None
+_pool: ProcessPoolExecutor | None = None
+"""This process's worker processes, while a study runs under the process executor."""
 
 
 def init_worker(workers: int) -> None:
     """Runs once per worker process: torch gets its share of the cores, not all of them."""
     global _engine
     TorchThreads.configure(workers)
-    quiet_completed_task_runs()
     _engine = W2SEngine(workers=workers)
     atexit.register(leave_quietly)
 
@@ -47,16 +63,9 @@ class DaskWorkerSetup(WorkerPlugin):
 
 
 def leave_quietly() -> None:
-    """Hand the Prefect API this worker's last logs and events, then exit without teardown.
-
-    The interpreter's teardown in a worker that ran tasks prints pages of duckdb/nanobind
-    "leaked instances" warnings into the flow's output; nothing is left to clean up by then.
-    """
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    """Exit a worker process without teardown: the interpreter's teardown in a worker that ran
+    experiments prints pages of duckdb/nanobind "leaked instances" warnings into the flow's
+    output; nothing is left to clean up by then."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -69,10 +78,55 @@ def engine() -> W2SEngine:
     return _engine
 
 
-@task(name="prepare-teacher-and-ceiling", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+@contextmanager
+def worker_pool(workers: int) -> Iterator[None]:
+    """`workers` worker processes for this process's experiment task runs, all started now
+    (importing torch takes seconds) so they are ready when the plan is."""
+    global _pool
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(workers,),
+    )
+    for _ in range(workers):  # one process is spawned per submission while none is idle
+        pool.submit(_ready)
+    _pool = pool
+    try:
+        yield
+    finally:
+        _pool = None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready() -> bool:
+    return engine() is not None
+
+
+def _computed(work: Callable[..., T], *args) -> T:
+    """`work` in a worker process when there is a pool, else here."""
+    return work(*args) if _pool is None else _pool.submit(work, *args).result()
+
+
+def _prepare(task_spec: TaskSpec, seed: int) -> bool:
+    return engine().teacher_and_ceiling(task_spec, seed)[1]
+
+
+def _experiment(
+    task_spec: TaskSpec, method: Method, seed: int, limits: TrialLimits | None
+) -> Outcome:
+    return engine().run(task_spec, method, seed, limits)
+
+
+@task(
+    name="prepare-teacher-and-ceiling",
+    cache_policy=NO_CACHE,
+    task_run_name="prepare-{task_spec.name}-seed{seed}",
+    **RETRY_OPTIONS,
+)
 def prepare_reference(task_spec: TaskSpec, seed: int) -> bool:
     """Train (or load) the weak teacher and the ceiling once per (task, seed); True if cached."""
-    return engine().teacher_and_ceiling(task_spec, seed)[1]
+    return _computed(_prepare, task_spec, seed)
 
 
 @task(
@@ -87,15 +141,4 @@ def run_experiment(
     """A program that fails, or a `MethodSpec` that trains past the trial timeout, comes back as
     a `TrialFailure` (recorded, not retried: it would fail again); only an exception of the
     pipeline itself is retried."""
-    return engine().run(task_spec, method, seed, limits)
-
-
-@task(name="start-worker", cache_policy=NO_CACHE)
-def start_worker() -> bool:
-    """A first, empty task run: starts a worker while the flow, not a stage, is submitting.
-
-    Prefect's process pool captures the submitting context once, at its first submission; from
-    inside a stage task that context would carry the stage's arguments (the database, the agents),
-    which cannot be pickled into a worker process.
-    """
-    return engine() is not None
+    return _computed(_experiment, task_spec, method, seed, limits)

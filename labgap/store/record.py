@@ -101,7 +101,9 @@ class StudyRecorder:
     def forum_posts(self, posts: list[ForumPost]) -> None:
         if not posts:
             return
-        batch = f"agent{posts[0].agent_id}-round{posts[0].round}"
+        agents = {post.agent_id for post in posts}
+        round_ = f"round{posts[0].round}"
+        batch = f"agent{posts[0].agent_id}-{round_}" if len(agents) == 1 else round_
         self._programs([post.method.canonical_json() for post in posts], batch)
         self._write("forum_posts", forum_post_rows(self.study_id, posts), batch)
         self._published(stage=False)
