@@ -2,21 +2,27 @@
 computing in worker processes, threads computing in place, or a Dask cluster spanning machines.
 Results always come back to the flow process, the only writer."""
 
+import math
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, as_completed
 from contextlib import ExitStack, contextmanager
-from contextvars import copy_context
+from contextvars import Context, copy_context
+from functools import partial
 
 from prefect.context import TaskRunContext
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
+from flows.dispatch import Dispatcher
 from labgap.config import StudyConfig
 from labgap.data.tasks import TaskSpec
-from labgap.engine.w2s import Outcome, TrialLimits
+from labgap.engine.w2s import Outcome, TrialLimits, TrialResult
 from labgap.methods.kinds import Method
+from labgap.methods.spec import MethodSpec
+from labgap.search.scoring import training_seconds
 from labgap.trials import Done
 from tasks.experiments import DaskWorkerSetup, prepare_reference, run_experiment, worker_pool
 
@@ -26,17 +32,19 @@ per trial small, and a kill loses at most this many finished but unrecorded tria
 
 
 class PrefectExecutor:
-    """Each (task, seed)'s teacher and ceiling once per study, and every experiment of a batch at
-    once: an experiment waits only for its own seed's teacher and ceiling, not the batch's.
+    """Each (task, seed)'s teacher and ceiling once per study, and every experiment of a batch as
+    soon as its own seed's teacher and ceiling are ready, the longest first (`Dispatcher`).
 
-    Thread-safe: the agents of a round and the tasks of a look submit at the same time.
+    Thread-safe: the agents of a round and the tasks of a look ask at the same time.
     """
 
-    def __init__(self, runner: TaskRunner, limits: TrialLimits):
+    def __init__(self, runner: TaskRunner, limits: TrialLimits, dispatcher: Dispatcher):
         self.runner = runner
         self.limits = limits
-        self._prepared: dict[tuple[str, int], PrefectFuture] = {}
-        self._lock = threading.RLock()  # a done future calls back at once
+        self._dispatcher = dispatcher
+        self._prepared: dict[tuple[str, int], Future] = {}
+        self._seconds: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
 
     def run(
         self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
@@ -45,48 +53,75 @@ class PrefectExecutor:
         costs every task run a concurrency-slot request to the server. Results reach `done` in
         completion order, a few at a time (each group is gated and recorded at once), so a
         killed study keeps every trial that had finished."""
-        prepared = {seed: self._preparation(task, seed) for seed in sorted({s for _, s in runs})}
+        context = copy_context()
+        seeds = sorted({seed for _, seed in runs})
+        prepared = {seed: self._preparation(task, seed, context) for seed in seeds}
         experiment = run_experiment.with_options(
             task_run_name=f"{phase}-{{task_spec.name}}-{{method.family}}-seed{{seed}}"
         )
-        futures = [
-            self.runner.submit(
+
+        def submit(method: Method, seed: int) -> PrefectFuture:
+            return self.runner.submit(
                 experiment,
                 {"task_spec": task, "method": method, "seed": seed, "limits": self.limits},
-                wait_for=[prepared[seed]],
+                wait_for=[prepared[seed].result()],
+            )
+
+        started = [
+            self._dispatcher.add(
+                self._estimate(task, method), partial(submit, method, seed), context, prepared[seed]
             )
             for method, seed in runs
         ]
         pending: list[Outcome] = []
         try:
-            for future in as_completed(futures):
-                pending.append(future.result())
+            for future in as_completed(started):
+                pending.append(self._observed(future.result().result()))
                 if len(pending) >= STREAM_GROUP:
                     done(pending)
                     pending = []
         finally:
             if pending:  # what finished before the end, or before a failure or a cancellation
                 done(pending)
-        return [future.result() for future in futures]
+        return [future.result().result() for future in started]
 
-    def _preparation(self, task: TaskSpec, seed: int) -> PrefectFuture:
-        """The study's one preparation of (task, seed): every later batch waits on the same task
-        run (done by then, so at no cost). A failed one is forgotten, so the next batch tries
-        again."""
+    def _preparation(self, task: TaskSpec, seed: int, context: Context) -> Future:
+        """The study's one preparation of (task, seed), ahead of every experiment: later batches
+        wait on the same task run (finished by then). A failed one is forgotten, so the next
+        batch tries again."""
         key = (task.task_hash, seed)
         with self._lock:
-            if key not in self._prepared:
-                future = self.runner.submit(prepare_reference, {"task_spec": task, "seed": seed})
-                self._prepared[key] = future
-                future.add_done_callback(self._forget_failed)
-            return self._prepared[key]
+            if key in self._prepared:
+                return self._prepared[key]
+            submit = partial(
+                self.runner.submit, prepare_reference, {"task_spec": task, "seed": seed}
+            )
+            started = self._dispatcher.add(math.inf, submit, context)
+            self._prepared[key] = started
 
-    def _forget_failed(self, future: PrefectFuture) -> None:
-        if not future.state.is_completed():
-            with self._lock:
-                for key, known in list(self._prepared.items()):
-                    if known is future:
+        def forget_failed(future: Future) -> None:
+            if future.cancelled() or future.exception() or not future.result().state.is_completed():
+                with self._lock:
+                    if self._prepared.get(key) is future:
                         del self._prepared[key]
+
+        started.add_done_callback(forget_failed)
+        return started
+
+    def _estimate(self, task: TaskSpec, method: Method) -> float:
+        """Seconds a trial should take: as measured in this study, else the training estimate
+        (a program is first taken for a vanilla student)."""
+        with self._lock:
+            measured = self._seconds.get((task.task_hash, method.method_hash))
+        if measured is not None:
+            return measured
+        return training_seconds(task, method if isinstance(method, MethodSpec) else MethodSpec())
+
+    def _observed(self, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, TrialResult):
+            with self._lock:
+                self._seconds[(outcome.task_hash, outcome.method_hash)] = outcome.wall_seconds
+        return outcome
 
 
 class FlowLevelDaskTaskRunner(DaskTaskRunner):
@@ -124,13 +159,16 @@ def experiment_executor(config: StudyConfig) -> Iterator[PrefectExecutor]:
     """Under the process executor the worker processes start at once, while the flow plans."""
     workers = config.workers or os.cpu_count() or 1
     limits = TrialLimits(sandbox=config.sandbox, timeout_seconds=config.trial_timeout_seconds)
-    if config.executor == "dask":
-        with dask_runner(config.dask_address, workers) as runner:
-            runner.client.register_plugin(DaskWorkerSetup())
-            yield PrefectExecutor(runner, limits)
-        return
     with ExitStack() as stack:
-        if config.executor == "process":
-            stack.enter_context(worker_pool(workers))
-        runner = stack.enter_context(ThreadPoolTaskRunner(max_workers=workers))
-        yield PrefectExecutor(runner, limits)
+        if config.executor == "dask":
+            runner = stack.enter_context(dask_runner(config.dask_address, workers))
+            runner.client.register_plugin(DaskWorkerSetup())
+            limit = None
+        else:
+            if config.executor == "process":
+                stack.enter_context(worker_pool(workers))
+            runner = stack.enter_context(ThreadPoolTaskRunner(max_workers=workers))
+            limit = workers + 1
+        dispatcher = Dispatcher(limit)
+        stack.callback(dispatcher.close)
+        yield PrefectExecutor(runner, limits, dispatcher)

@@ -1,0 +1,82 @@
+"""The dispatcher: the longest ready run first, never more at once than its limit, a run only
+after what it waits for, and runs not yet started cancelled when the study stops."""
+
+import threading
+from concurrent.futures import Future
+from contextvars import copy_context
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.dispatch import Dispatcher
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+started: list[str] = []
+gates: dict[str, threading.Event] = {}
+
+
+@task(cache_policy=NO_CACHE)
+def step(name: str) -> str:
+    started.append(name)
+    gates[name].wait(10)
+    return name
+
+
+def queue(dispatcher, runner, name, seconds, after=None) -> Future:
+    gates[name] = threading.Event()
+    submit = lambda: runner.submit(step, {"name": name})  # noqa: E731
+    return dispatcher.add(seconds, submit, copy_context(), after)
+
+
+def test_the_longest_ready_run_starts_first_and_no_more_than_the_limit_run_at_once():
+    flow(longest_first)()
+
+
+def longest_first():
+    started.clear()
+    with ThreadPoolTaskRunner(max_workers=4) as runner:
+        dispatcher = Dispatcher(limit=1)
+        first = queue(dispatcher, runner, "first", 1.0)
+        while started != ["first"]:
+            threading.Event().wait(0.01)
+        short, long_, middle = (
+            queue(dispatcher, runner, "short", 1.0),
+            queue(dispatcher, runner, "long", 9.0),
+            queue(dispatcher, runner, "middle", 5.0),
+        )
+        threading.Event().wait(0.2)
+        assert started == ["first"]  # the limit: one at a time
+        for name in ["first", "long", "middle", "short"]:
+            gates[name].set()
+        for future in [first, long_, middle, short]:
+            assert future.result(10).result() in {"first", "long", "middle", "short"}
+        dispatcher.close()
+    assert started == ["first", "long", "middle", "short"]
+
+
+def test_a_run_waits_for_what_it_needs_and_close_cancels_what_has_not_started():
+    flow(waits_and_cancels)()
+
+
+def waits_and_cancels():
+    started.clear()
+    with ThreadPoolTaskRunner(max_workers=4) as runner:
+        dispatcher = Dispatcher(limit=None)
+        teacher = Future()
+        student = queue(dispatcher, runner, "student", 9.0, after=teacher)
+        other = queue(dispatcher, runner, "other", 1.0)
+        gates["other"].set()
+        assert other.result(10).result() == "other"
+        assert started == ["other"]  # the student's teacher is not ready
+        teacher.set_result(None)
+        gates["student"].set()
+        assert student.result(10).result() == "student"
+        never = queue(dispatcher, runner, "never", 1.0, after=Future())
+        dispatcher.close()
+        assert never.cancelled()
+        with pytest.raises(RuntimeError, match="stopped"):
+            queue(dispatcher, runner, "late", 1.0)
+    assert started == ["other", "student"]
