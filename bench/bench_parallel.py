@@ -6,7 +6,7 @@
 2. Orchestration overhead per experiment: one batch in-process vs through the study's executor.
 3. The CLI's fixed start-up: `labgap --help`, and `labgap run` up to its flow's first lines.
 4. Writer throughput: trial rows/s through `StudyRecorder`, gated in groups of 4 as in a study.
-5. Prefect task-run rate: no-op task runs per second, untagged and tagged as the study's are.
+5. Prefect task-run rate: no-op task runs per second, in Prefect's process pool and its thread pool.
 6. A scaling model for N workers from those pieces.
 
 The machine is shared: numbers move between runs; alternated pairs keep the comparisons fair.
@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from functools import partial
-from itertools import product
 from pathlib import Path
 
 import duckdb
@@ -35,19 +34,15 @@ from prefect.futures import as_completed
 from prefect.logging.handlers import APILogWorker
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_timeline import (
-    CpuSampler,
     busy,
-    first,
     idle_gaps,
     idle_within,
-    prefect_server,
     read_flow_run,
     scaling,
     segments,
     slices,
-    stop_group,
-    timed_lines,
 )
+from processes import CpuSampler, first, prefect_server, stop_group, timed_lines
 
 from flows.executor import STREAM_GROUP, experiment_executor
 from labgap.config import StudyConfig
@@ -223,9 +218,7 @@ def orchestration_overhead(repeats: int, seeds: int) -> dict:
                     executor.run(TINY, runs, "bench", lambda outcomes: None)
                     pooled.append(time.perf_counter() - started)
                     flow_cpu.append(time.process_time() - cpu)
-    return dict(
-        direct=direct, pooled=pooled, flow_cpu=flow_cpu, n=len(runs), runs=len(runs) + seeds
-    )
+    return dict(direct=direct, pooled=pooled, flow_cpu=flow_cpu, n=len(runs))
 
 
 def trial_rows(count: int) -> list[TrialResult]:
@@ -282,9 +275,10 @@ def no_op(index: int) -> int:
 
 @flow(name="bench-task-runs")
 def task_run_rate(count: int, workers: int, server_pid: int) -> dict:
-    """Part 5: no-op task runs submitted and collected per second, untagged and tagged as the
-    study's experiments are (a tag costs each task run a concurrency-slot request to the server),
-    alternated; with the flow process's and the server's CPU per task run."""
+    """Part 5: no-op task runs submitted and collected per second through Prefect's process pool
+    (a task run in a worker process, as labgap's process executor once ran them) and its thread
+    pool (as the study's task runs are now), alternated; with the flow process's and the
+    server's CPU per task run."""
     quiet_completed_task_runs()
     server = psutil.Process(server_pid)
 
@@ -297,20 +291,19 @@ def task_run_rate(count: int, workers: int, server_pid: int) -> dict:
         ),
         f"ThreadPoolTaskRunner({workers})": lambda: ThreadPoolTaskRunner(max_workers=workers),
     }
-    variants = {"": no_op, ", tagged": no_op.with_options(tags={"search"})}
     results: dict[str, list] = {}
     for label, make in runners.items():
         with make() as runner:
             for future in [runner.submit(no_op, {"index": i}) for i in range(2 * workers)]:
                 future.result()  # workers started and warm
-            for _, (tag, no_op_task) in product(range(3), variants.items()):
+            for _ in range(3):
                 cpu, served, started = time.process_time(), server_cpu(), time.perf_counter()
-                futures = [runner.submit(no_op_task, {"index": i}) for i in range(count)]
+                futures = [runner.submit(no_op, {"index": i}) for i in range(count)]
                 for future in as_completed(futures):
                     future.result()
                 seconds = time.perf_counter() - started
                 flow_cpu, server_used = time.process_time() - cpu, server_cpu() - served
-                results.setdefault(label + tag, []).append(
+                results.setdefault(label, []).append(
                     (count / seconds, flow_cpu / count, server_used / count)
                 )
     return {
@@ -350,11 +343,11 @@ def main() -> None:
         EventsWorker.drain_all(timeout=30)
     del os.environ["PREFECT_API_URL"]
     refresh_global_settings_context()
-    n, runs = timings["n"], timings["runs"]
+    n = timings["n"]
     pairs = [p - d for p, d in zip(timings["pooled"], timings["direct"], strict=True)]
-    flow_per_run = statistics.median(timings["flow_cpu"]) / runs
+    flow_per_run = statistics.median(timings["flow_cpu"]) / n
     print(
-        f"\n== 2. orchestration overhead: {n} tiny experiments + {runs - n} preparations, "
+        f"\n== 2. orchestration overhead: {n} tiny experiments (preparations done once before), "
         f"{args.repeats} alternated pairs\nin-process {statistics.median(timings['direct']):.2f} s,"
         f" through the study's PrefectExecutor (1 worker process) "
         f"{statistics.median(timings['pooled']):.2f} s: {1000 * statistics.median(pairs) / n:.0f} "
@@ -374,7 +367,7 @@ def main() -> None:
         record = study["record"]
         experiments = sum(r.kind == "experiment" for r in record.workers_runs)
         runs_per_trial = len(record.workers_runs) / experiments
-        server_per_run = rates[f"ProcessPoolTaskRunner({args.workers}), tagged"][2]
+        server_per_run = rates[f"ThreadPoolTaskRunner({args.workers})"][2]
         row = writer["Prefect gate task (as a study)"][1]
         per_trial_flow = max(  # the flow process and the server: one process each
             runs_per_trial * flow_per_run + row,
