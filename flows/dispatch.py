@@ -8,8 +8,10 @@ and a look's tail), and an experiment waiting for its teacher and ceiling would 
 while ready ones queue behind it. The dispatcher keeps the runs that are not yet running, starts
 the longest ready one whenever a worker frees (one more than the workers, so the next is already
 queued in the runner when one frees), and submits each in its asker's Prefect context, so the UI
-shows it under the stage or agent round that asked. The order changes when a trial runs, never
-its numbers.
+shows it under the stage or agent round that asked. Runs a later stage will want can wait
+here as idle-time work, started only when a worker would otherwise idle (a search round's tail,
+the flow's own work between rounds) and withdrawn when that stage comes. The order changes when a
+trial runs, never its numbers.
 """
 
 import threading
@@ -31,6 +33,7 @@ class Pending:
     submit: Callable[[], PrefectFuture]
     context: Context
     after: Future | None = None  # what must have finished first (its teacher and ceiling)
+    idle: bool = False  # wanted later: only on a worker that would otherwise idle
     started: Future = field(default_factory=Future)
 
     @property
@@ -49,6 +52,7 @@ class Dispatcher:
         self._arrivals = count()
         self._changed = threading.Condition()
         self._closed = False
+        self._idle_stopped = False
         self._thread = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
         self._thread.start()
 
@@ -58,12 +62,16 @@ class Dispatcher:
         submit: Callable[[], PrefectFuture],
         context: Context,
         after: Future | None = None,
+        idle: bool = False,
     ) -> Future:
         """Queue a run estimated at `seconds`; the future resolves to its finished Prefect future."""
         with self._changed:
             if self._closed:
                 raise RuntimeError("the study's experiments have stopped")
-            pending = Pending(seconds, next(self._arrivals), submit, context, after)
+            pending = Pending(seconds, next(self._arrivals), submit, context, after, idle)
+            if idle and self._idle_stopped:
+                pending.started.cancel()
+                return pending.started
             self._waiting.append(pending)
             if after is not None:
                 after.add_done_callback(lambda _: self._notify())
@@ -80,18 +88,39 @@ class Dispatcher:
             pending.started.cancel()
         self._thread.join()
 
+    def promote(self, started: Future) -> None:
+        """A run queued as idle-time work is wanted now."""
+        with self._changed:
+            for pending in self._waiting:
+                if pending.started is started:
+                    pending.idle = False
+            self._changed.notify()
+
+    def stop_idle_work(self) -> None:
+        """Idle-time runs not started yet, and any asked for later, are cancelled; the started
+        ones finish."""
+        with self._changed:
+            self._idle_stopped = True
+            idle = [p for p in self._waiting if p.idle]
+            self._waiting = [p for p in self._waiting if not p.idle]
+        for pending in idle:
+            pending.started.cancel()
+
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify()
 
     def _next(self) -> Pending | None:
-        """The longest ready run, the earliest asked among equals, if a worker is free."""
+        """The longest ready run, the earliest asked among equals, if a worker is free; an
+        idle-time run only if a worker would idle (never into the runner's queue, and never on
+        a cluster of unknown size)."""
         if self._limit is not None and self._running >= self._limit:
             return None
-        ready = [p for p in self._waiting if p.ready]
+        idle_worker = self._limit is not None and self._running < self._limit - 1
+        ready = [p for p in self._waiting if p.ready and (idle_worker or not p.idle)]
         if not ready:
             return None
-        best = min(ready, key=lambda p: (-p.seconds, p.arrival))
+        best = min(ready, key=lambda p: (p.idle, -p.seconds, p.arrival))
         self._waiting.remove(best)
         self._running += 1
         return best

@@ -6,7 +6,7 @@ import math
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from contextvars import Context, copy_context
 from functools import partial
@@ -22,8 +22,10 @@ from labgap.data.tasks import TaskSpec
 from labgap.engine.w2s import Outcome, TrialLimits, TrialResult
 from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
+from labgap.replication import LookBatch
 from labgap.search.scoring import training_seconds
-from labgap.trials import Done
+from labgap.stages import BASELINE
+from labgap.trials import Done, TrialBook
 from tasks.experiments import DaskWorkerSetup, prepare_reference, run_experiment, worker_pool
 
 STREAM_GROUP = 4
@@ -47,15 +49,21 @@ class PrefectExecutor:
         self._lock = threading.Lock()
 
     def run(
-        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+        self,
+        task: TaskSpec,
+        runs: list[tuple[Method, int]],
+        phase: str,
+        done: Done,
+        idle: bool = False,
     ) -> list[Outcome]:
         """Task runs are named by stage (`search-`, `confirm-`, `transfer-`), not tagged: a tag
         costs every task run a concurrency-slot request to the server. Results reach `done` in
         completion order, a few at a time (each group is gated and recorded at once), so a
-        killed study keeps every trial that had finished."""
+        killed study keeps every trial that had finished. Idle-time runs withdrawn before they
+        started are left out of the answer."""
         context = copy_context()
         seeds = sorted({seed for _, seed in runs})
-        prepared = {seed: self._preparation(task, seed, context) for seed in seeds}
+        prepared = {seed: self._preparation(task, seed, context, idle) for seed in seeds}
         experiment = run_experiment.with_options(
             task_run_name=f"{phase}-{{task_spec.name}}-{{method.family}}-seed{{seed}}"
         )
@@ -69,13 +77,19 @@ class PrefectExecutor:
 
         started = [
             self._dispatcher.add(
-                self._estimate(task, method), partial(submit, method, seed), context, prepared[seed]
+                self._estimate(task, method),
+                partial(submit, method, seed),
+                context,
+                prepared[seed],
+                idle,
             )
             for method, seed in runs
         ]
         pending: list[Outcome] = []
         try:
             for future in as_completed(started):
+                if idle and future.cancelled():
+                    continue
                 pending.append(self._observed(future.result().result()))
                 if len(pending) >= STREAM_GROUP:
                     done(pending)
@@ -83,20 +97,26 @@ class PrefectExecutor:
         finally:
             if pending:  # what finished before the end, or before a failure or a cancellation
                 done(pending)
-        return [future.result().result() for future in started]
+        return [future.result().result() for future in started if not future.cancelled()]
 
-    def _preparation(self, task: TaskSpec, seed: int, context: Context) -> Future:
+    def stop_idle_work(self) -> None:
+        """Idle-time runs not started yet are withdrawn (their stage will ask for them)."""
+        self._dispatcher.stop_idle_work()
+
+    def _preparation(self, task: TaskSpec, seed: int, context: Context, idle: bool) -> Future:
         """The study's one preparation of (task, seed), ahead of every experiment: later batches
-        wait on the same task run (finished by then). A failed one is forgotten, so the next
-        batch tries again."""
+        wait on the same task run (finished by then). A failed or withdrawn one is forgotten,
+        so the next batch tries again."""
         key = (task.task_hash, seed)
         with self._lock:
             if key in self._prepared:
+                if not idle:
+                    self._dispatcher.promote(self._prepared[key])
                 return self._prepared[key]
             submit = partial(
                 self.runner.submit, prepare_reference, {"task_spec": task, "seed": seed}
             )
-            started = self._dispatcher.add(math.inf, submit, context)
+            started = self._dispatcher.add(math.inf, submit, context, idle=idle)
             self._prepared[key] = started
 
         def forget_failed(future: Future) -> None:
@@ -172,3 +192,31 @@ def experiment_executor(config: StudyConfig) -> Iterator[PrefectExecutor]:
         dispatcher = Dispatcher(limit)
         stack.callback(dispatcher.close)
         yield PrefectExecutor(runner, limits, dispatcher)
+
+
+@contextmanager
+def idle_work(
+    executor: PrefectExecutor, book: TrialBook, batches: list[LookBatch]
+) -> Iterator[None]:
+    """The first look's baseline trials run on workers the search would leave idle (a round's
+    tail, the flow's work between rounds); those not started when the block ends are withdrawn
+    for the look to ask for, the started ones finish first."""
+    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="idle") as pool:
+        asked = [
+            pool.submit(
+                copy_context().run,
+                book.run_when_idle,
+                batch.task,
+                [BASELINE],
+                batch.seeds,
+                batch.phase,
+                batch.batch,
+            )
+            for batch in batches
+        ]
+        try:
+            yield
+        finally:
+            executor.stop_idle_work()
+            for future in asked:
+                future.result()

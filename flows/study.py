@@ -12,11 +12,11 @@ from functools import partial
 from prefect import flow, get_run_logger
 
 from flows.agents import study_agents
-from flows.executor import PrefectExecutor, experiment_executor
+from flows.executor import PrefectExecutor, experiment_executor, idle_work
 from labgap.config import StudyConfig
 from labgap.plan import StudyPlan
 from labgap.progress import StudyProgress
-from labgap.replication import Replication
+from labgap.replication import Replication, first_look_baselines
 from labgap.reporting.data import load_report_data
 from labgap.reporting.summary import StudySummary, study_summary
 from labgap.search.scoring import GuardedLab
@@ -123,19 +123,20 @@ def _experiments(
         plan.lab.spec, book, config.search_seeds, config.budget, calls, record.scoring_calls
     )
     progress.stage("search")
-    if config.candidate_method is not None:
-        found = given_stage(plan, book, config.candidate_method)
-    else:
-        agents = study_agents(plan, store)
-        found = search_stage(plan, agents, lab, book, record, logger.info)
-    record.leaderboard(found.leaderboard)
-    winner = found.winner_entry
-    progress.finished(
-        f"{len(found.calls)} scoring calls; winner {winner['family']} "
-        f"({winner['method_hash']}), dev PGR {winner['mean_dev_pgr']:.3f}"
-    )
-    progress.stage("confirm and transfer")
-    known = known_stage(plan, book)
+    with idle_work(executor, book, first_look_baselines(plan)):
+        if config.candidate_method is not None:
+            found = given_stage(plan, book, config.candidate_method)
+        else:
+            agents = study_agents(plan, store)
+            found = search_stage(plan, agents, lab, book, record, logger.info)
+        record.leaderboard(found.leaderboard)
+        winner = found.winner_entry
+        progress.finished(
+            f"{len(found.calls)} scoring calls; winner {winner['family']} "
+            f"({winner['method_hash']}), dev PGR {winner['mean_dev_pgr']:.3f}"
+        )
+        progress.stage("confirm and transfer")
+        known = known_stage(plan, book)
     replicated = replicate_stage(plan, book, found, known, progress.look)
     record.transfer_trials(replicated.confirmation.pairs, "confirm")
     record.transfer_trials(replicated.transferred.pairs, "transfer")

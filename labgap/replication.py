@@ -16,6 +16,7 @@ from contextvars import copy_context
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from labgap.data.tasks import TaskSpec
 from labgap.engine.w2s import TrialResult
 from labgap.methods.spec import preset_name
 from labgap.plan import StudyPlan
@@ -71,6 +72,32 @@ class Replication(BaseModel):
         return next(look for look in self.looks if look.task == task)
 
 
+class LookBatch(BaseModel):
+    """What one task's look asks the trial book for: the seeds it adds, labelled."""
+
+    model_config = ConfigDict(frozen=True)
+    task: TaskSpec
+    seeds: list[int]
+    phase: str
+    batch: str
+
+
+def look_batch(plan: StudyPlan, task: TaskSpec, role: str, look: int) -> LookBatch:
+    sizes = plan.config.schedule.sizes
+    seeds = plan.config.fresh_seeds(sizes[look - 1])[sizes[look - 2] if look > 1 else 0 :]
+    phase = "confirm" if role == LAB_ROLE else "transfer"
+    return LookBatch(task=task, seeds=seeds, phase=phase, batch=f"{phase}-{task.name}-look{look}")
+
+
+def first_look_baselines(plan: StudyPlan) -> list[LookBatch]:
+    """Every task's first look: its baseline trials are needed whichever method wins, so they
+    can run while the search leaves workers idle."""
+    return [
+        look_batch(plan, plan.lab.spec, LAB_ROLE, 1),
+        *(look_batch(plan, target.spec, target.role, 1) for target in plan.targets),
+    ]
+
+
 def gap_config(plan: StudyPlan) -> GapConfig:
     config = plan.config
     return GapConfig(
@@ -102,10 +129,8 @@ def replicate(
     def new_trials(index: int) -> list[TrialResult]:
         """The trials of one task's latest look: only the seeds it adds."""
         task, role, arms = tasks[index]
-        look = looks[index]
-        seeds = config.fresh_seeds(sizes[look - 1])[sizes[look - 2] if look > 1 else 0 :]
-        phase = "confirm" if role == LAB_ROLE else "transfer"
-        return book.trials(task, arms, seeds, phase, f"{phase}-{task.name}-look{look}")
+        asked = look_batch(plan, task, role, int(looks[index]))
+        return book.trials(task, arms, asked.seeds, asked.phase, asked.batch)
 
     trials: list[list[TrialResult]] = [[] for _ in tasks]
     more = np.ones(len(tasks), dtype=bool)

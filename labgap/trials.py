@@ -36,10 +36,17 @@ Done = Callable[[list[Outcome]], None]
 
 class Executor(Protocol):
     """Runs experiments; returns one outcome per (method, seed), in the order asked, and hands
-    each to `done` as soon as it completes. `phase` (search, confirm, transfer) only labels them."""
+    each to `done` as soon as it completes. `phase` (search, confirm, transfer) only labels them.
+    `idle` runs are wanted later: an executor may run them only on workers that would otherwise
+    idle, and leave out of its answer those it had not started when told to stop."""
 
     def run(
-        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+        self,
+        task: TaskSpec,
+        runs: list[tuple[Method, int]],
+        phase: str,
+        done: Done,
+        idle: bool = False,
     ) -> list[Outcome]: ...
 
 
@@ -51,7 +58,12 @@ class LocalExecutor:
         self.limits = limits
 
     def run(
-        self, task: TaskSpec, runs: list[tuple[Method, int]], phase: str, done: Done
+        self,
+        task: TaskSpec,
+        runs: list[tuple[Method, int]],
+        phase: str,
+        done: Done,
+        idle: bool = False,
     ) -> list[Outcome]:
         outcomes = []
         for method, seed in runs:
@@ -86,7 +98,13 @@ class TrialBook:
         self._recording = threading.Lock()
 
     def trials(
-        self, task: TaskSpec, methods: list[Method], seeds: list[int], phase: str, batch: str
+        self,
+        task: TaskSpec,
+        methods: list[Method],
+        seeds: list[int],
+        phase: str,
+        batch: str,
+        idle: bool = False,
     ) -> list[TrialResult]:
         """Every (method, seed) trial of `task` that succeeded, method-major; missing ones are run
         as one batch. Failed ones are left out (`failures` tells why)."""
@@ -107,9 +125,10 @@ class TrialBook:
         try:
             if missing:
                 self._executor.run(
-                    task, list(missing.values()), phase, self._recorder(phase, batch)
+                    task, list(missing.values()), phase, self._recorder(phase, batch), idle
                 )
-                self._on_progress(task.name, len(missing), len(wanted) - len(missing))
+                if not idle:  # counted when a stage asks for them
+                    self._on_progress(task.name, len(missing), len(wanted) - len(missing))
         finally:
             with self._lock:
                 for key, event in mine.items():
@@ -119,6 +138,14 @@ class TrialBook:
             event.wait()
         with self._lock:
             return [self._known[key].trial for key in keys if key in self._known]
+
+    def run_when_idle(
+        self, task: TaskSpec, methods: list[Method], seeds: list[int], phase: str, batch: str
+    ) -> None:
+        """Trials a later stage will ask for (as `phase` and `batch`), run only on workers that
+        would otherwise idle; those not started when the executor stops idle work are left to
+        that stage, which runs them then."""
+        self.trials(task, methods, seeds, phase, batch, idle=True)
 
     def _recorder(self, phase: str, batch: str) -> Done:
         def done(outcomes: list[Outcome]) -> None:

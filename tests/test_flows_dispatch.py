@@ -1,5 +1,6 @@
 """The dispatcher: the longest ready run first, never more at once than its limit, a run only
-after what it waits for, and runs not yet started cancelled when the study stops."""
+after what it waits for, runs not yet started cancelled when the study stops, and idle-time work
+only on a worker that would otherwise idle."""
 
 import threading
 from concurrent.futures import Future
@@ -25,10 +26,10 @@ def step(name: str) -> str:
     return name
 
 
-def queue(dispatcher, runner, name, seconds, after=None) -> Future:
-    gates[name] = threading.Event()
+def queue(dispatcher, runner, name, seconds, after=None, idle=False) -> Future:
+    gates.setdefault(name, threading.Event())
     submit = lambda: runner.submit(step, {"name": name})  # noqa: E731
-    return dispatcher.add(seconds, submit, copy_context(), after)
+    return dispatcher.add(seconds, submit, copy_context(), after, idle)
 
 
 def test_the_longest_ready_run_starts_first_and_no_more_than_the_limit_run_at_once():
@@ -37,6 +38,7 @@ def test_the_longest_ready_run_starts_first_and_no_more_than_the_limit_run_at_on
 
 def longest_first():
     started.clear()
+    gates.clear()
     with ThreadPoolTaskRunner(max_workers=4) as runner:
         dispatcher = Dispatcher(limit=1)
         first = queue(dispatcher, runner, "first", 1.0)
@@ -63,6 +65,7 @@ def test_a_run_waits_for_what_it_needs_and_close_cancels_what_has_not_started():
 
 def waits_and_cancels():
     started.clear()
+    gates.clear()
     with ThreadPoolTaskRunner(max_workers=4) as runner:
         dispatcher = Dispatcher(limit=None)
         teacher = Future()
@@ -80,3 +83,33 @@ def waits_and_cancels():
         with pytest.raises(RuntimeError, match="stopped"):
             queue(dispatcher, runner, "late", 1.0)
     assert started == ["other", "student"]
+
+
+def test_idle_time_work_runs_only_on_a_worker_that_would_idle_and_can_be_withdrawn():
+    flow(idle_time_work)()
+
+
+def idle_time_work():
+    started.clear()
+    gates.clear()
+    with ThreadPoolTaskRunner(max_workers=4) as runner:
+        dispatcher = Dispatcher(limit=2)  # one worker, plus one queued in the runner
+        busy = queue(dispatcher, runner, "busy", 1.0)
+        filler = queue(dispatcher, runner, "filler", 9.0, idle=True)
+        queued = queue(dispatcher, runner, "queued", 1.0)
+        threading.Event().wait(0.2)
+        assert sorted(started) == ["busy", "queued"]  # no idle-time run into the runner's queue
+        gates["busy"].set()
+        gates["queued"].set()
+        assert busy.result(10).result() == "busy" and queued.result(10).result() == "queued"
+        gates["filler"].set()
+        assert filler.result(10).result() == "filler"  # the worker would have idled
+        blocker = queue(dispatcher, runner, "blocker", 1.0)
+        late = queue(dispatcher, runner, "late", 9.0, idle=True)
+        threading.Event().wait(0.2)
+        dispatcher.stop_idle_work()
+        assert late.cancelled() and queue(dispatcher, runner, "later", 1.0, idle=True).cancelled()
+        gates["blocker"].set()
+        assert blocker.result(10).result() == "blocker"
+        dispatcher.close()
+    assert started == ["busy", "queued", "filler", "blocker"]

@@ -1,11 +1,15 @@
 """Checks of labgap.stats.winners: the naive and hybrid figures of the leaderboard winner."""
 
+import warnings
+
+import numpy as np
 import pytest
 from scipy import stats
 from test_stats_analysis import CANDIDATES, GOOD, LAB
 
 from labgap.stats.analysis import analyse_gap
 from labgap.stats.schemas import Candidate, GapConfig, SearchBaseline
+from labgap.stats.winners import corrected_winner
 
 BASELINE = SearchBaseline(n=5, se=0.05)
 
@@ -48,3 +52,15 @@ def test_hybrid_not_shown_without_the_baselines_spread():
 def test_search_baseline_needs_its_se_with_two_seeds():
     with pytest.raises(ValueError, match="se"):
         SearchBaseline(n=2)
+
+
+def test_a_tie_at_the_top_gives_finite_figures_without_warnings():
+    """Two methods with the same mean: the winner sits at its truncation point, where the
+    conditional CDF is 0/0 at one end of the projection set; the figures stay finite and the
+    interval holds the estimate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        estimate, low, high = corrected_winner(
+            np.array(0.5), np.array(0.5), np.array(0.01), 2, 2, 5, df=8.0
+        )
+    assert np.isfinite([estimate, low, high]).all() and low <= estimate <= high

@@ -14,9 +14,9 @@ class CountingExecutor(LocalExecutor):
         super().__init__(W2SEngine(), limits)
         self.batches: list[list[tuple[str, int]]] = []
 
-    def run(self, task, runs, phase, done):
+    def run(self, task, runs, phase, done, idle=False):
         self.batches.append([(method.method_hash, seed) for method, seed in runs])
-        return super().run(task, runs, phase, done)
+        return super().run(task, runs, phase, done, idle)
 
 
 def test_missing_trials_run_once_as_one_batch_and_are_handed_over_as_they_complete(
@@ -62,7 +62,7 @@ class InterruptedExecutor(LocalExecutor):
         super().__init__(W2SEngine())
         self.finish = finish
 
-    def run(self, task, runs, phase, done):
+    def run(self, task, runs, phase, done, idle=False):
         for method, seed in runs[: self.finish]:
             done([self.engine.run(task, method, seed)])
         raise KeyboardInterrupt
@@ -94,3 +94,21 @@ def test_a_timed_out_trial_is_recorded_as_failed_and_never_run_again(tiny_binary
     resumed = TrialBook(resumed_executor, [], lambda *args: None, failed=[failure])
     assert resumed.trials(tiny_binary_task, [VANILLA], [0], "search", "b") == []
     assert resumed_executor.batches == []
+
+
+def test_trials_run_when_idle_are_served_to_the_stage_that_asks_later(tiny_binary_task):
+    """Run ahead (as the first look's baseline during the search), labelled as the stage will
+    label them, and not counted in the progress until that stage asks."""
+    executor, handed, progress = CountingExecutor(), [], []
+    book = TrialBook(
+        executor,
+        [],
+        lambda phase, batch, outcomes: handed.append((phase, batch, len(outcomes))),
+        lambda task, ran, reused: progress.append((ran, reused)),
+    )
+    book.run_when_idle(tiny_binary_task, [VANILLA], [5, 6], "transfer", "transfer-tiny-look1")
+    assert progress == [] and handed == [("transfer", "transfer-tiny-look1", 1)] * 2
+    later = book.trials(tiny_binary_task, [VANILLA, LOGCONF], [5, 6], "transfer", "t-look1")
+    assert [t.seed for t in later] == [5, 6, 5, 6]
+    assert executor.batches[-1] == [(LOGCONF.method_hash, 5), (LOGCONF.method_hash, 6)]
+    assert progress == [(2, 2)]

@@ -42,8 +42,12 @@ def hybrid_winner(
         s, low_end = se * stretch, x - (x - lower) * stretch
 
         def conditional_cdf(mu: np.ndarray) -> np.ndarray:
+            """At a tie (X at its truncation point) the set is empty at μ = X − c·se: 0/0 there,
+            taken as 0, the limit the CDF has everywhere else at a tie."""
             p_low = special.ndtr((np.maximum(low_end, mu - c * s) - mu) / s)
-            return (special.ndtr((x - mu) / s) - p_low) / (special.ndtr(c) - p_low)
+            mass = special.ndtr(c) - p_low
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(mass > 0, (special.ndtr((x - mu) / s) - p_low) / mass, 0.0)
 
         lo, hi = x - c * s, x + c * s
         for _ in range(60):
@@ -53,7 +57,11 @@ def hybrid_winner(
         return (lo + hi) / 2.0
 
     stretch = float(stats.t.ppf(1.0 - tail, df) / special.ndtri(1.0 - tail))
-    return solve(0.5, 1.0), solve(1.0 - tail, stretch), solve(tail, stretch)
+    estimate = solve(0.5, 1.0)
+    # Near a tie every solution sits at the projection set's low end, the stretched ones below
+    # the estimate: the interval is widened to hold it (wider never covers less).
+    low = np.minimum(solve(1.0 - tail, stretch), estimate)
+    return estimate, low, np.maximum(solve(tail, stretch), estimate)
 
 
 def pooled_variance(candidates: list[Candidate], baseline: SearchBaseline) -> tuple[float, int]:
