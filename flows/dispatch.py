@@ -70,7 +70,7 @@ class Dispatcher:
                 raise RuntimeError("the study's experiments have stopped")
             pending = Pending(seconds, next(self._arrivals), submit, context, after, idle)
             if idle and self._idle_stopped:
-                pending.started.cancel()
+                _cancel(pending.started)
                 return pending.started
             self._waiting.append(pending)
             if after is not None:
@@ -85,7 +85,7 @@ class Dispatcher:
             waiting, self._waiting = self._waiting, []
             self._changed.notify()
         for pending in waiting:
-            pending.started.cancel()
+            _cancel(pending.started)
         self._thread.join()
 
     def promote(self, started: Future) -> None:
@@ -104,7 +104,7 @@ class Dispatcher:
             idle = [p for p in self._waiting if p.idle]
             self._waiting = [p for p in self._waiting if not p.idle]
         for pending in idle:
-            pending.started.cancel()
+            _cancel(pending.started)
 
     def _notify(self) -> None:
         with self._changed:
@@ -152,3 +152,10 @@ class Dispatcher:
         with self._changed:
             self._running -= 1
             self._changed.notify()
+
+
+def _cancel(future: Future) -> None:
+    """Cancelled and announced: `as_completed` and `wait` hear of a cancellation only when it is
+    announced (an executor does so when it would have started the work)."""
+    future.cancel()
+    future.set_running_or_notify_cancel()

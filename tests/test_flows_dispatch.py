@@ -3,7 +3,7 @@ after what it waits for, runs not yet started cancelled when the study stops, an
 only on a worker that would otherwise idle."""
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, as_completed
 from contextvars import copy_context
 
 import pytest
@@ -79,7 +79,7 @@ def waits_and_cancels():
         assert student.result(10).result() == "student"
         never = queue(dispatcher, runner, "never", 1.0, after=Future())
         dispatcher.close()
-        assert never.cancelled()
+        assert never.cancelled() and list(as_completed([never], timeout=5)) == [never]
         with pytest.raises(RuntimeError, match="stopped"):
             queue(dispatcher, runner, "late", 1.0)
     assert started == ["other", "student"]
@@ -108,7 +108,9 @@ def idle_time_work():
         late = queue(dispatcher, runner, "late", 9.0, idle=True)
         threading.Event().wait(0.2)
         dispatcher.stop_idle_work()
-        assert late.cancelled() and queue(dispatcher, runner, "later", 1.0, idle=True).cancelled()
+        later = queue(dispatcher, runner, "later", 1.0, idle=True)
+        assert late.cancelled() and later.cancelled()
+        assert set(as_completed([late, later], timeout=5)) == {late, later}  # waiters hear it
         gates["blocker"].set()
         assert blocker.result(10).result() == "blocker"
         dispatcher.close()
