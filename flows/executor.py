@@ -120,10 +120,14 @@ class PrefectExecutor:
             self._prepared[key] = started
 
         def forget_failed(future: Future) -> None:
-            if future.cancelled() or future.exception() or not future.result().state.is_completed():
-                with self._lock:
-                    if self._prepared.get(key) is future:
-                        del self._prepared[key]
+            if not future.cancelled() and future.exception() is None:
+                prepared = future.result()
+                prepared.wait()  # its final state, not the server's view, which can lag
+                if prepared.state.is_completed():
+                    return
+            with self._lock:
+                if self._prepared.get(key) is future:
+                    del self._prepared[key]
 
         started.add_done_callback(forget_failed)
         return started
