@@ -109,7 +109,7 @@ class PrefectExecutor:
         so the next batch tries again."""
         key = (task.task_hash, seed)
         with self._lock:
-            if key in self._prepared:
+            if key in self._prepared and not self._prepared[key].cancelled():
                 if not idle:
                     self._dispatcher.promote(self._prepared[key])
                 return self._prepared[key]
