@@ -42,20 +42,25 @@ lint: install
 serve deploy stop: export PREFECT_API_URL := $(LOCAL_API)
 
 # A local Prefect server on loopback, the work pool, the deployments of prefect.yaml and a worker.
+# The server is not started with `--background`: that one logs into pipes nobody reads once the
+# command exits, and died under load in a test; this one logs to server.log.
 serve: data deploy
 
 deploy: install
 	@mkdir -p $(PREFECT_HOME)
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
+	nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > $(PREFECT_HOME)/server.log 2>&1 & echo $$! > $(PREFECT_HOME)/server.pid
 	@for i in $$(seq 1 60); do $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(LOCAL_API)/health')" 2>/dev/null && break; sleep 1; done
 	$(BIN)/prefect work-pool create labgap-local --type process --overwrite
 	$(BIN)/prefect --no-prompt deploy --all
 	nohup $(BIN)/prefect worker start --pool labgap-local --limit 1 > $(PREFECT_HOME)/worker.log 2>&1 & echo $$! > $(PREFECT_HOME)/worker.pid
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (worker log: $(PREFECT_HOME)/worker.log)"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (logs: $(PREFECT_HOME)/server.log, worker.log)"
 
 stop:
 	-@if [ -f $(PREFECT_HOME)/worker.pid ]; then \
 		pid=$$(cat $(PREFECT_HOME)/worker.pid); kill $$pid 2>/dev/null; \
 		for i in $$(seq 1 20); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 		kill -9 $$pid 2>/dev/null; rm -f $(PREFECT_HOME)/worker.pid; echo "worker stopped"; fi
-	-$(BIN)/prefect server stop
+	-@if [ -f $(PREFECT_HOME)/server.pid ]; then \
+		pid=$$(cat $(PREFECT_HOME)/server.pid); kill $$pid 2>/dev/null; \
+		for i in $$(seq 1 40); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+		kill -9 $$pid 2>/dev/null; rm -f $(PREFECT_HOME)/server.pid; echo "server stopped"; fi
