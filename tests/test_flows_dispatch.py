@@ -114,4 +114,5 @@ def idle_time_work():
         gates["blocker"].set()
         assert blocker.result(10).result() == "blocker"
         dispatcher.close()
-    assert started == ["busy", "queued", "filler", "blocker"]
+    assert sorted(started[:2]) == ["busy", "queued"]  # both in threads: either may start first
+    assert started[2:] == ["filler", "blocker"]
