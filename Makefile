@@ -31,7 +31,7 @@ run: data
 	$(BIN)/labgap run --profile default
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder
 
 bench: data
 	$(BIN)/python bench/bench_engine.py

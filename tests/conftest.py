@@ -1,7 +1,10 @@
 """Shared fixtures. Downloads and embeddings are cached in the project's data/ folder (as `make`
 sets LABGAP_DATA_DIR); each test writes its database to its own temporary folder."""
 
+import fcntl
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,14 +69,47 @@ def tiny_study_tasks(tiny_binary_task, tiny_multiclass_task):
 
 @pytest.fixture(scope="session")
 def report_studies(tiny_study_tasks, tmp_path_factory, prefect_harness):
-    """Three small studies in one database, built once: two finished by the real flow a week
-    apart, one interrupted after its search (see tests/studies.py)."""
-    from studies import make_studies
+    """Three small studies in one database, built once per run: two finished by the real flow a
+    week apart, one interrupted after its search (see tests/studies.py). Under pytest-xdist the
+    first worker to ask builds them and every worker reads its own copy."""
+    from studies import Studies, make_studies
+
+    def build(folder: Path) -> Studies:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LABGAP_DATA_DIR", str(folder / "data"))
+            return make_studies(tiny_study_tasks, folder)
 
     folder = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LABGAP_DATA_DIR", str(folder / "data"))
-        return make_studies(tiny_study_tasks, folder)
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(folder)
+    shared = tmp_path_factory.getbasetemp().parent / "report-studies"  # this run's workers'
+    shared.mkdir(exist_ok=True)
+    ids = shared / "study-ids.json"
+    with open(shared / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ids.exists():
+            built = build(shared / "built")
+            ids.write_text(json.dumps([built.first, built.second, built.incomplete]))
+    shutil.copytree(shared / "built", folder, dirs_exist_ok=True)
+    return Studies(folder / "studies.duckdb", *json.loads(ids.read_text()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Hand out the longest modules first: `make test` runs the suite on pytest-xdist workers a
+    module at a time (`--dist loadscope`, collection order kept), and a long end-to-end study
+    started last would leave one worker running alone while the other has finished."""
+
+    def weight(item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 1 if {"prefect_harness", "report_studies"} & set(item.fixturenames) else 2
+
+    weights: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        weights[module] = min(weights.get(module, 2), weight(item))
+    items.sort(key=lambda item: weights[item.nodeid.split("::")[0]])
 
 
 _exit_status = {"code": 0}
@@ -103,8 +139,12 @@ def pytest_unconfigure(config):
     After a session that ran Prefect flows, duckdb 2.0's nanobind bindings print pages of
     "leaked instances" warnings during interpreter teardown (harmless: every connection was
     closed), which would bury pytest's summary line. Skipping the teardown keeps the summary last.
+    A pytest-xdist worker ends normally: its controller prints the summary.
     """
     import sys
+
+    if hasattr(config, "workerinput"):
+        return
 
     sys.stdout.flush()
     sys.stderr.flush()

@@ -116,3 +116,30 @@ def idle_time_work():
         dispatcher.close()
     assert sorted(started[:2]) == ["busy", "queued"]  # both in threads: either may start first
     assert started[2:] == ["filler", "blocker"]
+
+
+def test_an_idle_time_run_that_is_wanted_now_starts_on_the_next_free_worker():
+    flow(promoted)()
+
+
+def promoted():
+    started.clear()
+    gates.clear()
+    with ThreadPoolTaskRunner(max_workers=4) as runner:
+        dispatcher = Dispatcher(limit=2)  # one worker, plus one queued in the runner
+        busy = queue(dispatcher, runner, "busy", 1.0)
+        wanted = queue(dispatcher, runner, "wanted", 1.0, idle=True)
+        threading.Event().wait(0.2)
+        assert started == ["busy"]  # idle-time work waits while the worker is busy
+        dispatcher.promote(wanted)
+        for _ in range(500):
+            if "wanted" in started:
+                break
+            threading.Event().wait(0.01)
+        assert started == ["busy", "wanted"]  # beside the busy run, as foreground work would
+        for name in ["busy", "wanted"]:
+            gates[name].set()
+        assert wanted.result(10).result() == "wanted" and busy.result(10).result() == "busy"
+        dispatcher.stop_idle_work()
+        assert not wanted.cancelled()
+        dispatcher.close()
