@@ -32,6 +32,16 @@ def queue(dispatcher, runner, name, seconds, after=None, idle=False) -> Future:
     return dispatcher.add(seconds, submit, copy_context(), after, idle)
 
 
+def until(condition, seconds: float = 10.0) -> bool:
+    """Polls `condition` (threads start late on a loaded machine)."""
+    deadline = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        deadline.wait(0.01)
+    return condition()
+
+
 def test_the_longest_ready_run_starts_first_and_no_more_than_the_limit_run_at_once():
     flow(longest_first)()
 
@@ -42,8 +52,7 @@ def longest_first():
     with ThreadPoolTaskRunner(max_workers=4) as runner:
         dispatcher = Dispatcher(limit=1)
         first = queue(dispatcher, runner, "first", 1.0)
-        while started != ["first"]:
-            threading.Event().wait(0.01)
+        assert until(lambda: started == ["first"])
         short, long_, middle = (
             queue(dispatcher, runner, "short", 1.0),
             queue(dispatcher, runner, "long", 9.0),
@@ -97,6 +106,7 @@ def idle_time_work():
         busy = queue(dispatcher, runner, "busy", 1.0)
         filler = queue(dispatcher, runner, "filler", 9.0, idle=True)
         queued = queue(dispatcher, runner, "queued", 1.0)
+        assert until(lambda: sorted(started) == ["busy", "queued"])
         threading.Event().wait(0.2)
         assert sorted(started) == ["busy", "queued"]  # no idle-time run into the runner's queue
         gates["busy"].set()
@@ -129,14 +139,11 @@ def promoted():
         dispatcher = Dispatcher(limit=2)  # one worker, plus one queued in the runner
         busy = queue(dispatcher, runner, "busy", 1.0)
         wanted = queue(dispatcher, runner, "wanted", 1.0, idle=True)
+        assert until(lambda: started == ["busy"])
         threading.Event().wait(0.2)
         assert started == ["busy"]  # idle-time work waits while the worker is busy
         dispatcher.promote(wanted)
-        for _ in range(500):
-            if "wanted" in started:
-                break
-            threading.Event().wait(0.01)
-        assert started == ["busy", "wanted"]  # beside the busy run, as foreground work would
+        assert until(lambda: started == ["busy", "wanted"])  # beside the busy one, as if foreground
         for name in ["busy", "wanted"]:
             gates[name].set()
         assert wanted.result(10).result() == "wanted" and busy.result(10).result() == "busy"
