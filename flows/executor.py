@@ -5,8 +5,9 @@ Results always come back to the flow process, the only writer."""
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from contextvars import Context, copy_context
 from functools import partial
@@ -29,8 +30,11 @@ from labgap.trials import Done, TrialBook
 from tasks.experiments import DaskWorkerSetup, prepare_reference, run_experiment, worker_pool
 
 STREAM_GROUP = 4
-"""Finished trials recorded together: one quality gate per group keeps the flow process's work
-per trial small, and a kill loses at most this many finished but unrecorded trials."""
+"""Finished trials recorded together: one quality gate (about 0.3 s of the flow process's time,
+whatever the group's size) per group keeps the flow's work per trial small."""
+STREAM_SECONDS = 10.0
+"""A finished trial waits at most this long for its group: with trials of minutes each it is
+recorded alone, so a kill loses the trials in flight and those finished in the last 10 s."""
 
 
 class PrefectExecutor:
@@ -58,9 +62,9 @@ class PrefectExecutor:
     ) -> list[Outcome]:
         """Task runs are named by stage (`search-`, `confirm-`, `transfer-`), not tagged: a tag
         costs every task run a concurrency-slot request to the server. Results reach `done` in
-        completion order, a few at a time (each group is gated and recorded at once), so a
-        killed study keeps every trial that had finished. Idle-time runs withdrawn before they
-        started are left out of the answer."""
+        completion order, a few at a time (each group is gated and recorded at once, see
+        `STREAM_SECONDS`), so a killed study keeps nearly every trial that had finished.
+        Idle-time runs withdrawn before they started are left out of the answer."""
         context = copy_context()
         seeds = sorted({seed for _, seed in runs})
         prepared = {seed: self._preparation(task, seed, context, idle) for seed in seeds}
@@ -86,12 +90,30 @@ class PrefectExecutor:
             for method, seed in runs
         ]
         pending: list[Outcome] = []
+        waiting, first_finished = set(started), 0.0
         try:
-            for future in as_completed(started):
-                if idle and future.cancelled():
-                    continue
-                pending.append(self._observed(future.result().result()))
-                if len(pending) >= STREAM_GROUP:
+            while waiting:
+                due = first_finished + STREAM_SECONDS - time.monotonic()
+                finished, waiting = wait(
+                    waiting, max(due, 0.0) if pending else None, FIRST_COMPLETED
+                )
+                failure = None
+                for future in sorted(finished, key=started.index):
+                    if idle and future.cancelled():
+                        continue
+                    try:
+                        outcome = future.result().result()
+                    except Exception as error:  # the others that finished are kept first
+                        failure = failure or error
+                        continue
+                    if not pending:
+                        first_finished = time.monotonic()
+                    pending.append(self._observed(outcome))
+                if failure is not None:
+                    raise failure
+                if len(pending) >= STREAM_GROUP or (
+                    pending and time.monotonic() >= first_finished + STREAM_SECONDS
+                ):
                     done(pending)
                     pending = []
         finally:

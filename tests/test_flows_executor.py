@@ -9,6 +9,7 @@ from contextvars import copy_context
 import pytest
 from prefect import flow
 
+import flows.executor
 import tasks.experiments
 from flows.dispatch import Dispatcher
 from flows.executor import experiment_executor
@@ -91,3 +92,33 @@ def test_an_idle_time_preparation_serves_the_batch_that_needs_it_and_a_withdrawn
     holder, wanted, redone = overlapping_batches()
     assert [o.seed for o in holder + wanted + redone] == [0, 1, 2]
     assert prepared == [0, 1, 2]  # seed 1 prepared once, for the batch; seed 2's withdrawn, redone
+
+
+def test_a_finished_trial_is_recorded_within_seconds_while_its_group_is_still_running(
+    tiny_binary_task, monkeypatch
+):
+    real, release = tasks.experiments._experiment, threading.Event()
+
+    def slow_after_the_first(task_spec, method, seed, limits):
+        if seed > 0:
+            release.wait(30)
+        return real(task_spec, method, seed, limits)
+
+    monkeypatch.setattr(tasks.experiments, "_experiment", slow_after_the_first)
+    monkeypatch.setattr(flows.executor, "STREAM_SECONDS", 0.5)
+    recorded: list[tuple[list[int], bool]] = []
+
+    def done(outcomes):
+        recorded.append(([o.seed for o in outcomes], release.is_set()))
+        if len(recorded) == 1:
+            release.set()  # the other three finish only once the first is recorded
+
+    @flow
+    def one_batch():
+        with experiment_executor(StudyConfig(executor="thread", workers=4)) as executor:
+            runs = [(PRESETS["vanilla"], seed) for seed in range(4)]
+            return executor.run(tiny_binary_task, runs, "search", done)
+
+    assert [o.seed for o in one_batch()] == [0, 1, 2, 3]
+    assert recorded[0] == ([0], False)  # alone, while the rest were still running
+    assert sorted(seed for seeds, _ in recorded for seed in seeds) == [0, 1, 2, 3]

@@ -138,13 +138,25 @@ def program_id(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+_PARSING = threading.Lock()
+
+
+def parse_source(source: str, origin: str = "<unknown>") -> ast.Module:
+    """`ast.parse`, one thread at a time: CPython 3.11 converts a parse tree to Python objects in
+    state every thread shares, and two conversions at once (agents of a round reading programs
+    together) can fail with "SystemError: AST constructor recursion depth mismatch"
+    (python/cpython#106905)."""
+    with _PARSING:
+        return ast.parse(source, filename=origin)
+
+
 def declared_params(source: str, origin: str) -> dict[str, ParamRange]:
     """Check the interface without running the code: valid syntax, a top-level
     `fit_predict(data)`, and `PARAMS` (if any) a literal dict of valid parameter ranges."""
     if len(source) > MAX_SOURCE_CHARS:
         raise ProgramError(f"{origin}: the source is longer than {MAX_SOURCE_CHARS} characters")
     try:
-        tree = ast.parse(source, filename=origin)
+        tree = parse_source(source, origin)
     except SyntaxError as error:
         raise ProgramError(f"{origin}: syntax error at line {error.lineno}: {error.msg}") from None
     entry = [

@@ -21,7 +21,13 @@ from labgap.methods.kinds import Method
 from labgap.methods.spec import MethodSpec
 from labgap.programs.catalog import library_names, library_program
 from labgap.programs.isolation import detect_isolation
-from labgap.programs.method import ParamRange, ProgramError, ProgramMethod, make_program
+from labgap.programs.method import (
+    ParamRange,
+    ProgramError,
+    ProgramMethod,
+    make_program,
+    parse_source,
+)
 from labgap.search.agent import ForumPost
 from labgap.search.claude.inputs import ProgramRef, WriteProgramInput
 from labgap.search.claude.tools import ToolRefused
@@ -173,5 +179,5 @@ def programs_overview() -> dict[str, Any]:
 
 
 def _first_line(source: str) -> str:
-    docstring = ast.get_docstring(ast.parse(source)) or ""
+    docstring = ast.get_docstring(parse_source(source)) or ""
     return docstring.strip().split("\n")[0]
