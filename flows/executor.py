@@ -89,6 +89,12 @@ class PrefectExecutor:
             )
             for method, seed in runs
         ]
+        self._stream(started, done, idle)
+        return [future.result().result() for future in started if not future.cancelled()]
+
+    def _stream(self, started: list[Future], done: Done, idle: bool) -> None:
+        """Finished outcomes go to `done` in groups of up to `STREAM_GROUP`, none waiting more
+        than `STREAM_SECONDS`; a failure is raised once the others that finished are recorded."""
         pending: list[Outcome] = []
         waiting, first_finished = set(started), 0.0
         try:
@@ -103,7 +109,7 @@ class PrefectExecutor:
                         continue
                     try:
                         outcome = future.result().result()
-                    except Exception as error:  # the others that finished are kept first
+                    except Exception as error:
                         failure = failure or error
                         continue
                     if not pending:
@@ -119,7 +125,6 @@ class PrefectExecutor:
         finally:
             if pending:  # what finished before the end, or before a failure or a cancellation
                 done(pending)
-        return [future.result().result() for future in started if not future.cancelled()]
 
     def stop_idle_work(self) -> None:
         """Idle-time runs not started yet are withdrawn (their stage will ask for them)."""
