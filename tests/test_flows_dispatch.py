@@ -3,7 +3,9 @@ after what it waits for, runs not yet started cancelled when the study stops, an
 only on a worker that would otherwise idle."""
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, as_completed
+from contextlib import contextmanager
 from contextvars import copy_context
 
 import pytest
@@ -32,13 +34,32 @@ def queue(dispatcher, runner, name, seconds, after=None, idle=False) -> Future:
     return dispatcher.add(seconds, submit, copy_context(), after, idle)
 
 
+@contextmanager
+def dispatching(limit: int | None) -> Iterator[tuple[Dispatcher, ThreadPoolTaskRunner]]:
+    """A dispatcher over four runner threads, with nothing started or gated yet."""
+    started.clear()
+    gates.clear()
+    with ThreadPoolTaskRunner(max_workers=4) as runner:
+        dispatcher = Dispatcher(limit)
+        yield dispatcher, runner
+        dispatcher.close()
+
+
 def until(condition, seconds: float = 10.0) -> bool:
     """Polls `condition` (threads start late on a loaded machine)."""
-    deadline = threading.Event()
+    pause = threading.Event()
     for _ in range(int(seconds / 0.01)):
         if condition():
             return True
-        deadline.wait(0.01)
+        pause.wait(0.01)
+    return condition()
+
+
+def settled(condition) -> bool:
+    """`condition` holds, and still does 0.2 s later: nothing more has started meanwhile."""
+    if not until(condition):
+        return False
+    threading.Event().wait(0.2)
     return condition()
 
 
@@ -47,10 +68,7 @@ def test_the_longest_ready_run_starts_first_and_no_more_than_the_limit_run_at_on
 
 
 def longest_first():
-    started.clear()
-    gates.clear()
-    with ThreadPoolTaskRunner(max_workers=4) as runner:
-        dispatcher = Dispatcher(limit=1)
+    with dispatching(1) as (dispatcher, runner):
         first = queue(dispatcher, runner, "first", 1.0)
         assert until(lambda: started == ["first"])
         short, long_, middle = (
@@ -58,13 +76,11 @@ def longest_first():
             queue(dispatcher, runner, "long", 9.0),
             queue(dispatcher, runner, "middle", 5.0),
         )
-        threading.Event().wait(0.2)
-        assert started == ["first"]  # the limit: one at a time
+        assert settled(lambda: started == ["first"])  # the limit: one at a time
         for name in ["first", "long", "middle", "short"]:
             gates[name].set()
         for future in [first, long_, middle, short]:
             assert future.result(10).result() in {"first", "long", "middle", "short"}
-        dispatcher.close()
     assert started == ["first", "long", "middle", "short"]
 
 
@@ -73,10 +89,7 @@ def test_a_run_waits_for_what_it_needs_and_close_cancels_what_has_not_started():
 
 
 def waits_and_cancels():
-    started.clear()
-    gates.clear()
-    with ThreadPoolTaskRunner(max_workers=4) as runner:
-        dispatcher = Dispatcher(limit=None)
+    with dispatching(None) as (dispatcher, runner):
         teacher = Future()
         student = queue(dispatcher, runner, "student", 9.0, after=teacher)
         other = queue(dispatcher, runner, "other", 1.0)
@@ -99,16 +112,11 @@ def test_idle_time_work_runs_only_on_a_worker_that_would_idle_and_can_be_withdra
 
 
 def idle_time_work():
-    started.clear()
-    gates.clear()
-    with ThreadPoolTaskRunner(max_workers=4) as runner:
-        dispatcher = Dispatcher(limit=2)  # one worker, plus one queued in the runner
+    with dispatching(2) as (dispatcher, runner):  # one worker, plus one queued in the runner
         busy = queue(dispatcher, runner, "busy", 1.0)
         filler = queue(dispatcher, runner, "filler", 9.0, idle=True)
         queued = queue(dispatcher, runner, "queued", 1.0)
-        assert until(lambda: sorted(started) == ["busy", "queued"])
-        threading.Event().wait(0.2)
-        assert sorted(started) == ["busy", "queued"]  # no idle-time run into the runner's queue
+        assert settled(lambda: sorted(started) == ["busy", "queued"])  # no idle-time run queued
         gates["busy"].set()
         gates["queued"].set()
         assert busy.result(10).result() == "busy" and queued.result(10).result() == "queued"
@@ -123,7 +131,6 @@ def idle_time_work():
         assert set(as_completed([late, later], timeout=5)) == {late, later}  # waiters hear it
         gates["blocker"].set()
         assert blocker.result(10).result() == "blocker"
-        dispatcher.close()
     assert sorted(started[:2]) == ["busy", "queued"]  # both in threads: either may start first
     assert started[2:] == ["filler", "blocker"]
 
@@ -133,20 +140,15 @@ def test_an_idle_time_run_that_is_wanted_now_starts_on_the_next_free_worker():
 
 
 def promoted():
-    started.clear()
-    gates.clear()
-    with ThreadPoolTaskRunner(max_workers=4) as runner:
-        dispatcher = Dispatcher(limit=2)  # one worker, plus one queued in the runner
+    with dispatching(2) as (dispatcher, runner):  # one worker, plus one queued in the runner
         busy = queue(dispatcher, runner, "busy", 1.0)
         wanted = queue(dispatcher, runner, "wanted", 1.0, idle=True)
-        assert until(lambda: started == ["busy"])
-        threading.Event().wait(0.2)
-        assert started == ["busy"]  # idle-time work waits while the worker is busy
+        assert settled(lambda: started == ["busy"])  # idle-time work waits while the worker is busy
         dispatcher.promote(wanted)
-        assert until(lambda: started == ["busy", "wanted"])  # beside the busy one, as if foreground
+        # beside the busy one, as foreground work would: well before busy's gate times out (10 s)
+        assert until(lambda: started == ["busy", "wanted"], seconds=5)
         for name in ["busy", "wanted"]:
             gates[name].set()
         assert wanted.result(10).result() == "wanted" and busy.result(10).result() == "busy"
         dispatcher.stop_idle_work()
         assert not wanted.cancelled()
-        dispatcher.close()
